@@ -1,0 +1,67 @@
+# Assay: `make run` sets everything up and starts the web server and a worker; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: run install system frontend migrate demo worker web test test-fast lint bench bench-recon clean help
+
+help:
+	@echo "make run    set up (virtualenv, packages, database, demo data) and start the web server and a worker"
+	@echo "make test   lint and run the whole test suite on PostgreSQL ($(TEST_DATABASE_URL))"
+	@echo "make bench  API benchmark -> bench/results/api.json;  make bench-recon  reconstruction benchmark"
+
+$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml deploy/install-system-packages.sh
+	bash deploy/install-system-packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements/dev.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) frontend
+
+system:
+	bash deploy/install-system-packages.sh
+
+frontend:
+	bash deploy/install-frontend.sh
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+demo: migrate
+	$(PY) manage.py load_demo
+
+run: demo
+	@bash deploy/run-local.sh "$(HOST)" "$(PORT)"
+
+worker: install
+	$(VENV)/bin/celery -A config worker -Q cpu,gpu -c 1 --loglevel INFO
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy reconstruction/engine
+
+test: install
+	$(VENV)/bin/ruff check .
+	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/api.py
+
+bench-recon: install
+	$(PY) bench/recon.py
+
+clean:
+	rm -rf $(VENV) var staticfiles node_modules build

@@ -1,0 +1,28 @@
+"""Who is acting and from where, for the audit trail, without passing the request everywhere."""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    ip_address: str | None = None
+
+
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(  # noqa: B039 (frozen, immutable)
+    "assay_request_context", default=RequestContext()
+)
+
+
+def current_context() -> RequestContext:
+    return _current.get()
+
+
+def set_context(context: RequestContext) -> contextvars.Token:
+    return _current.set(context)
+
+
+def reset_context(token: contextvars.Token) -> None:
+    _current.reset(token)
