@@ -68,3 +68,11 @@ class CatalogNotFound(NotFound):
 
 class PermissionDenied(Forbidden):
     code = CatalogErrorCode.PERMISSION_DENIED
+
+
+class PreconditionRequired(DomainError):
+    """A write that could overwrite someone else's change came without If-Match."""
+
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    code = CatalogErrorCode.PRECONDITION_REQUIRED
+    title = "This change needs If-Match"

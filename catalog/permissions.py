@@ -76,7 +76,8 @@ GLOBAL_ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
     for role, actions in ROLE_ACTIONS.items()
 }
 GLOBAL_ROLE_PERMISSIONS[Role.COMPLIANCE_OFFICER] += ("governance.view_auditevent",)
-GLOBAL_ROLE_PERMISSIONS[Role.ADMIN] += ("governance.view_auditevent",)
+# Global admins also open new collections (create_collection checks catalog.add_collection).
+GLOBAL_ROLE_PERMISSIONS[Role.ADMIN] += ("governance.view_auditevent", "catalog.add_collection")
 
 Principal = AbstractBaseUser | Group
 

@@ -139,7 +139,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.CatalogCursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.problems.problem_details_handler",
@@ -159,6 +159,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "state" or "role"; name each choice set once so clients get stable enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "AssetStateEnum": "catalog.models.Asset.State",
+        "VersionStateEnum": "catalog.models.AssetVersion.State",
+        "RepresentationRoleEnum": "catalog.models.Representation.Role",
+        "AccessRoleEnum": "catalog.api.serializers.ROLE_CHOICES",
+    },
 }
 
 # Celery: the default broker is a folder on disk, shared by every process on this machine.
@@ -183,6 +190,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Reconstruction jobs: a worker beats every HEARTBEAT_S; a running job silent for STALL_AFTER_S is re-queued
+# (or failed once it has used MAX_ATTEMPTS). RabbitMQ's consumer_timeout must exceed the longest job.
+ASSAY_JOB_HEARTBEAT_S = env_float("ASSAY_JOB_HEARTBEAT_S", 30.0)
+ASSAY_JOB_STALL_AFTER_S = env_float("ASSAY_JOB_STALL_AFTER_S", 300.0)
+ASSAY_JOB_MAX_ATTEMPTS = int(os.environ.get("ASSAY_JOB_MAX_ATTEMPTS", "3"))
+ASSAY_JOB_WORKDIR = os.environ.get("ASSAY_JOB_WORKDIR") or None
 CELERY_BEAT_SCHEDULE = {
     "sign-audit-tree-head": {"task": "governance.sign_tree_head", "schedule": 300.0},
     "detect-stalled-jobs": {"task": "reconstruction.detect_stalled_jobs", "schedule": 60.0},
@@ -199,6 +212,9 @@ ASSAY_RATES = {
 
 # Signing keys for tree heads and attestations live outside the database.
 ASSAY_KEY_DIR = Path(os.environ.get("ASSAY_KEY_DIR", VAR_DIR / "keys"))
+# Key-encryption key wrapping the signing keys at rest: 32 bytes, base64 (unset: generated under ASSAY_KEY_DIR, dev only).
+ASSAY_KEY_ENCRYPTION_KEY = os.environ.get("ASSAY_KEY_ENCRYPTION_KEY", "")
+ASSAY_KEY_ENCRYPTOR = os.environ.get("ASSAY_KEY_ENCRYPTOR", "governance.keys.LocalKeyEncryptor")
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,19 @@
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Each pytest process gets its own test database, so two runs on one PostgreSQL never drop each other's."""
+    from django.conf import settings
+
+    for alias, db in settings.DATABASES.items():
+        test = db.setdefault("TEST", {})
+        base = test.get("NAME") or f"test_{db['NAME']}"
+        if db["ENGINE"].endswith("sqlite3"):
+            continue
+        test["NAME"] = f"{base}_{os.getpid()}" if alias == "default" else test.get("NAME")
 
 
 @pytest.fixture(autouse=True)
