@@ -17,11 +17,13 @@ help:
 	@echo "make test   lint and run the whole test suite on PostgreSQL ($(TEST_DATABASE_URL))"
 	@echo "make bench  API benchmark -> bench/results/api.json;  make bench-recon  reconstruction benchmark"
 
-$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml deploy/install-system-packages.sh
+$(STAMP): requirements/base.txt requirements/dev.txt $(wildcard requirements/nodeps.txt) pyproject.toml deploy/install-system-packages.sh
 	bash deploy/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements/dev.txt
+	# Packages whose own pins conflict with ours (pyrender pins an old PyOpenGL and networkx); their needs are in base.txt.
+	if [ -f requirements/nodeps.txt ]; then $(PIP) install --quiet --no-deps -r requirements/nodeps.txt; fi
 	$(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 

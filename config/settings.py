@@ -116,6 +116,7 @@ if ASSAY_S3_BUCKET:
             "file_overwrite": False,
             "querystring_expire": int(os.environ.get("ASSAY_S3_URL_EXPIRY", "300")),
             "default_acl": None,
+            "signature_version": "s3v4",
         },
     }
 else:
