@@ -8,7 +8,7 @@ shown as admin messages and roll the whole request back.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -42,7 +42,7 @@ from catalog.models import (
 from catalog.permissions import Action, asset_filter, can, collection_filter
 from config.problems import DomainError
 from governance.audit import record_event
-from governance.publishing import publish_version
+from governance.publishing import publish_version, withdraw_version
 
 MODEL_VIEWER_SCRIPT = "catalog/vendor/model-viewer/model-viewer.min.js"
 DEFAULT_CURRENCY = CostRecord._meta.get_field("currency").default
@@ -88,11 +88,17 @@ class ServiceAdmin(admin.ModelAdmin):
     """Base of the catalog admins: rows come from a permission-filtered selector; nothing is edited or
     deleted behind the services' back (subclasses open exactly the service-backed paths)."""
 
-    visible_to: Callable[[Any], QuerySet] = staticmethod(lambda user: QuerySet().none())
     show_full_result_count = False  # one COUNT(*) over the whole permitted set is enough
+
+    def visible_to(self, user: Any) -> QuerySet:
+        """The rows `user` may see; each subclass names its selector (nothing is visible by default)."""
+        return self.model._default_manager.none()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = self.visible_to(request.user)
+        if isinstance(self.list_select_related, (list, tuple)):
+            # The changelist skips list_select_related when the selector already joined something.
+            queryset = queryset.select_related(*self.list_select_related)
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
@@ -138,6 +144,10 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The parent page was already permission-checked; its inline rows belong to it.
+        return _is_staff(request)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -316,7 +326,9 @@ class AssetAdmin(ServiceAdmin):
                                   tags=tags, **fields)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        """Tags were set by the service; the version inline is read-only."""
+        """Tags were set by the service (no `save_m2m`); the version inline is read-only, so saving it writes nothing."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def _transition(self, request: HttpRequest, queryset: QuerySet, to_state: str, reason: str) -> None:
         self.run_service(
@@ -380,7 +392,7 @@ class AssetVersionAdmin(ServiceAdmin):
     inlines = [VariantInline]
     actions = ["submit", "approve", "reject", "publish", "withdraw"]
     detail_fields = ["asset", "number", "state", "parent", "created_by", "created_at", "submitted_at", "published_at",
-                     "notes", "metadata", "preview", "files", "quality", "cost_summary"]
+                     "notes", "metadata", "preview", "files", "quality_summary", "cost_summary"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         files = Representation.objects.filter(lod__variant__version=OuterRef("pk")).order_by().values(
@@ -435,7 +447,9 @@ class AssetVersionAdmin(ServiceAdmin):
         _adopt(obj, created)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        """The default variant and LOD were made by `create_version`; nothing else is saved from this form."""
+        """The default variant and LOD were made by `create_version`; the captures field is not on this form."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description="files")
     def files(self, obj: AssetVersion) -> SafeString:
@@ -483,7 +497,7 @@ class AssetVersionAdmin(ServiceAdmin):
         )
 
     @admin.display(description="quality")
-    def quality(self, obj: AssetVersion) -> SafeString:
+    def quality_summary(self, obj: AssetVersion) -> SafeString:
         report = selectors.quality_of(obj)
         if report is None:
             return format_html("<em>{}</em>", "No quality report.")
@@ -520,8 +534,6 @@ class AssetVersionAdmin(ServiceAdmin):
 
     @admin.action(description="Withdraw selected versions…")
     def withdraw(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        from governance.publishing import withdraw_version
-
         return self._with_reason(request, queryset, "withdraw", "Withdraw versions",
                                  lambda v, reason: withdraw_version(actor=request.user, version=v, reason=reason),
                                  "version(s) withdrawn")
@@ -682,10 +694,10 @@ class CaptureAdmin(ServiceAdmin):
         report = obj.check_report or {}
         problems = report.get("problems") or report.get("capture_problems") or []
         return format_html(
-            "status: <strong>{}</strong><br>{}<pre style='white-space:pre-wrap'>{}</pre>",
-            report.get("status", obj.check_status),
-            format_html_join("", "• {}<br>", ((_problem_text(p),) for p in problems)) if problems else "",
-            {k: v for k, v in report.items() if k not in ("images",)},
+            "status: <strong>{}</strong>, {} views checked against the standard<br>{}",
+            report.get("status", obj.check_status), report.get("views", "?"),
+            format_html_join("", "• {}<br>", ((_problem_text(p),) for p in problems)) if problems
+            else "No problems with the capture as a whole; see each image below.",
         )
 
 
@@ -739,11 +751,11 @@ class CostRecordAdmin(ServiceAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The total of the filtered rows, per currency, under the title."""
         response = super().changelist_view(request, extra_context)
-        changelist = getattr(response, "context_data", {}).get("cl") if hasattr(response, "context_data") else None
+        changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            totals = changelist.queryset.order_by().values("currency").annotate(total=Sum("amount"))
-            response.context_data["subtitle"] = "Total: " + ", ".join(
-                f"{_money(t['total'])} {t['currency']}" for t in totals) if totals else None
+            totals = changelist.queryset.order_by().values("currency").annotate(total=Sum("amount")).order_by("currency")
+            response.context_data["subtitle"] = "Total of these records: " + (
+                ", ".join(f"{_money(t['total'])} {t['currency']}" for t in totals) or "0.00")
         return response
 
 
@@ -768,6 +780,3 @@ class TagAdmin(ServiceAdmin):
     def asset_count(self, obj: Tag) -> int:
         return obj.asset_total
 
-
-def _names(rows: Iterable[Any]) -> str:
-    return ", ".join(str(r) for r in rows)

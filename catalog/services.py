@@ -44,6 +44,7 @@ from catalog.models import (
 )
 from catalog.permissions import Action, Principal, Role, assign_role, can, remove_role
 from catalog.storage import blobs_cleaned_on_failure, store_stream
+from governance.attestations import attest_version
 from governance.audit import diff, record_event
 
 ASSET_TRANSITIONS: dict[str, set[str]] = {
@@ -337,8 +338,10 @@ def submit_version(*, actor: Any, version: AssetVersion) -> AssetVersion:
     version.row_version = F("row_version") + 1
     version.save(update_fields=["state", "submitted_at", "row_version"])
     version.refresh_from_db(fields=["row_version"])
+    attested = attest_version(version=version)  # provenance is signed in the same transaction
     record_event(actor=actor, action="version.submitted", obj=version, asset_id=version.asset_id,
-                 changes={"state": [AssetVersion.State.OPEN, AssetVersion.State.SUBMITTED]})
+                 changes={"state": [AssetVersion.State.OPEN, AssetVersion.State.SUBMITTED]},
+                 data={"attestations": [a.pk for a in attested]})
     asset = Asset.objects.select_for_update().get(pk=version.asset_id)
     if asset.state == Asset.State.DRAFT:
         _set_asset_state(actor=actor, asset=asset, to_state=Asset.State.IN_REVIEW, reason=f"version {version.number} submitted")

@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/", include("catalog.api.urls")),
+    path("api/v1/", include("governance.api.urls")),
+    path("api/v1/", include("reconstruction.api.urls")),
 ]
 
 if settings.DEBUG and not settings.ASSAY_S3_BUCKET:

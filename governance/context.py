@@ -11,8 +11,9 @@ class RequestContext:
     ip_address: str | None = None
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(  # noqa: B039 (frozen, immutable)
-    "assay_request_context", default=RequestContext()
+# RequestContext is frozen, so sharing one default instance is safe.
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "assay_request_context", default=RequestContext()  # noqa: B039
 )
 
 

@@ -53,3 +53,89 @@ class Licence(models.Model):
 
     def __str__(self) -> str:
         return self.spdx_id or self.name
+
+
+class SigningKey(models.Model):
+    """An Ed25519 key pair; the private half is stored encrypted under a key-encryption key (see governance.keys).
+
+    A key is *active* until it is rotated (it keeps verifying what it signed) or revoked (its signatures are
+    reported as made with a revoked key). At most one active key per purpose.
+    """
+
+    class Purpose(models.TextChoices):
+        TREE_HEAD = "tree_head", "Signed tree heads of the audit log"
+        ATTESTATION = "attestation", "Provenance attestations"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RETIRED = "retired"
+        REVOKED = "revoked"
+
+    key_id = models.CharField(max_length=64, unique=True, editable=False, help_text="sha256 of the raw public key, hex.")
+    algorithm = models.CharField(max_length=16, default="ed25519", editable=False)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, db_index=True)
+    public_key = models.BinaryField(editable=False, help_text="Raw 32-byte Ed25519 public key.")
+    encrypted_private_key = models.BinaryField(editable=False)
+    encryption_key_id = models.CharField(max_length=64, editable=False, help_text="Which key-encryption key wraps it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True, help_text="Retired from signing; still verifies.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose"], condition=models.Q(rotated_at__isnull=True, revoked_at__isnull=True),
+                name="one_active_signing_key_per_purpose",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.key_id[:16]} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.rotated_at is not None:
+            return self.Status.RETIRED
+        return self.Status.ACTIVE
+
+
+class SignedTreeHead(models.Model):
+    """The size and root of the audit log at one moment, signed; successive heads must be consistent."""
+
+    tree_size = models.BigIntegerField(db_index=True)
+    root_hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField(db_index=True)
+    key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="tree_heads")
+    signature = models.CharField(max_length=128, help_text="Ed25519 signature of the canonical head, hex.")
+
+    class Meta:
+        ordering = ["-id"]
+        get_latest_by = "id"
+
+    def __str__(self) -> str:
+        return f"STH {self.pk}: size {self.tree_size}, root {self.root_hash[:12]}"
+
+
+class Attestation(models.Model):
+    """A DSSE envelope (in-toto Statement v1) about one asset version or one of its files, signed by `key`."""
+
+    version = models.ForeignKey("catalog.AssetVersion", on_delete=models.PROTECT, related_name="attestations")
+    representation = models.ForeignKey(
+        "catalog.Representation", null=True, blank=True, on_delete=models.PROTECT, related_name="attestations"
+    )
+    predicate_type = models.CharField(max_length=200, db_index=True)
+    envelope = models.JSONField(help_text="DSSE envelope: payloadType, payload (base64), signatures.")
+    payload_sha256 = models.CharField(max_length=64)
+    key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="attestations")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        target = f"representation {self.representation_id}" if self.representation_id else f"version {self.version_id}"
+        return f"{self.predicate_type.rsplit('/', 2)[-2] if '/' in self.predicate_type else self.predicate_type} for {target}"

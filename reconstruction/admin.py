@@ -1,0 +1,76 @@
+"""Admin pages of reconstruction jobs: read-only, with progress bars and the log tail; cancel and retry go
+through the services, so the admin writes the same audit events as the API."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from config.problems import DomainError
+from reconstruction import selectors, services
+from reconstruction.models import ReconstructionJob
+
+
+@admin.register(ReconstructionJob)
+class ReconstructionJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "backend", "asset", "state", "progress_bar", "stage", "queue", "attempts", "created_by",
+                    "created_at")
+    list_filter = ("state", "backend", "queue", "cancel_requested")
+    search_fields = ("id", "idempotency_key", "asset__slug", "capture__name", "backend")
+    date_hierarchy = "created_at"
+    list_select_related = ("asset", "created_by")
+    actions = ("cancel_jobs", "retry_jobs")
+    readonly_fields = ("progress_bar", "log", *[f.name for f in ReconstructionJob._meta.fields])
+    fieldsets = (
+        (None, {"fields": ("id", "state", "progress_bar", "stage", "error_code", "error", "cancel_requested")}),
+        ("Request", {"fields": ("capture", "asset", "parent_version", "backend", "backend_version", "parameters",
+                                "queue", "idempotency_key", "created_by", "created_at")}),
+        ("Execution", {"fields": ("attempts", "max_attempts", "worker", "heartbeat_at", "started_at", "finished_at",
+                                  "resource_usage", "produced_version", "log")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReconstructionJob]:
+        return selectors.jobs_visible_to(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are submitted through the API, which validates them against the backend
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the audit trail points at jobs
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: ReconstructionJob) -> str:
+        percent = round(job.progress * 100)
+        return format_html('<progress max="100" value="{}" title="{}%">{}%</progress> {}%', percent, percent, percent,
+                           percent)
+
+    @admin.display(description="log tail")
+    def log(self, job: ReconstructionJob) -> str:
+        return format_html('<pre style="max-height:30em;overflow:auto">{}</pre>', job.log_tail or "(empty)")
+
+    def _apply(self, request: HttpRequest, queryset: QuerySet[ReconstructionJob], service: Any, verb: str) -> None:
+        done, refused = 0, []
+        for job in queryset.order_by("pk"):
+            try:
+                service(request.user, job=job)
+                done += 1
+            except DomainError as exc:
+                refused.append(f"job {job.pk}: {exc.detail}")
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.WARNING)
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReconstructionJob]) -> None:
+        self._apply(request, queryset, services.cancel_job, "Cancelled (or asked to stop)")
+
+    @admin.action(description="Retry selected failed or cancelled jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[ReconstructionJob]) -> None:
+        self._apply(request, queryset, services.retry_job, "Re-queued")

@@ -1,0 +1,73 @@
+"""Serializers of the job API: what clients read about jobs and backends, and the strict job request."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from catalog import selectors as catalog_selectors
+from catalog.api.serializers import VisibleRelatedField, _visible_captures
+from catalog.api.strict import StrictCharField, StrictInputSerializer
+from catalog.models import Asset, AssetVersion, Capture
+from reconstruction.models import ReconstructionJob
+
+
+class JobSerializer(serializers.ModelSerializer):
+    asset_slug = serializers.CharField(source="asset.slug", read_only=True)
+    collection = serializers.IntegerField(source="asset.collection_id", read_only=True)
+    created_by = serializers.CharField(source="created_by.get_username", read_only=True)
+    error = serializers.SerializerMethodField()
+    produced_version_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReconstructionJob
+        fields = [
+            "id", "capture", "asset", "asset_slug", "collection", "parent_version", "backend", "backend_version",
+            "parameters", "queue", "idempotency_key", "state", "stage", "progress", "log_tail", "error",
+            "cancel_requested", "attempts", "max_attempts", "heartbeat_at", "resource_usage", "produced_version",
+            "produced_version_url", "created_by", "created_at", "started_at", "finished_at", "row_version",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({
+        "type": "object", "nullable": True,
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    })
+    def get_error(self, job: ReconstructionJob) -> dict[str, str] | None:
+        if not job.error_code and not job.error:
+            return None
+        return {"code": job.error_code, "message": job.error}
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_produced_version_url(self, job: ReconstructionJob) -> str | None:
+        if job.produced_version_id is None:
+            return None
+        path = reverse("catalog-api:version-detail", args=[job.produced_version_id])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class JobCreateSerializer(StrictInputSerializer):
+    capture = VisibleRelatedField(model=Capture, selector=_visible_captures)
+    asset = VisibleRelatedField(model=Asset, selector=catalog_selectors.assets_visible_to)
+    backend = StrictCharField(max_length=64)
+    parameters = serializers.DictField(required=False, default=dict, help_text="Checked against the backend's schema.")
+    parent_version = VisibleRelatedField(
+        model=AssetVersion, selector=catalog_selectors.versions_visible_to, required=False, allow_null=True
+    )
+    idempotency_key = StrictCharField(
+        required=False, max_length=128, help_text="Or send the Idempotency-Key header; the same key twice makes one job."
+    )
+
+
+class BackendSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    capabilities = serializers.DictField(help_text="Input kinds, view limits, needs_gpu, typical memory…")
+    parameter_schema = serializers.DictField(help_text="JSON Schema (draft 2020-12) of the job's `parameters`.")
+
+    def to_representation(self, instance: Any) -> Any:
+        return instance  # already plain JSON from the selector

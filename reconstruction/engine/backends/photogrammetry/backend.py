@@ -1,0 +1,295 @@
+"""The `photogrammetry` backend: SfM (or the capture's cameras) → torch multi-view stereo → Poisson → baked texture."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open3d as o3d
+import torch
+
+from reconstruction.engine.cameras import Camera, write_colmap_text
+from reconstruction.engine.errors import BackendFailed, Cancelled
+from reconstruction.engine.params import json_schema, validate
+from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
+from reconstruction.engine.resources import measure
+
+from .config import PhotogrammetryParams
+from .fusion import fuse
+from .meshing import poisson_mesh
+from .mvs import StereoImage, estimate_depth, select_neighbours
+from .sfm import SparseModel, structure_from_motion
+from .texturing import bake, write_glb
+from .views import MIN_VIEWS, View, undistorted, views_from_capture
+
+# Share of each view's sparse-point depth span added on either side of the sweep range.
+DEPTH_MARGIN = 0.15
+MIN_POINTS_FOR_RANGE = 10
+
+# Shares of the whole run given to each stage, for progress reports.
+_STAGES = {"sfm": (0.0, 0.15), "mvs": (0.15, 0.75), "fusion": (0.75, 0.8), "meshing": (0.8, 0.88), "texture": (0.88, 1.0)}
+
+
+class PhotogrammetryBackend:
+    """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
+
+    name = "photogrammetry"
+    version = "1.0.0"
+    capabilities = Capabilities(
+        inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
+    )
+    parameter_schema: Mapping[str, Any] = json_schema(PhotogrammetryParams)
+
+    def run(
+        self,
+        capture: Any,
+        workdir: Path,
+        *,
+        params: Mapping[str, Any],
+        progress: ProgressFn,
+        cancel: CancelFn,
+    ) -> ReconstructionResult:
+        """Reconstructs `capture` into `workdir`: mesh.glb, texture, sparse/ (COLMAP text), dense/fused.ply."""
+        config = validate(PhotogrammetryParams, params)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        device = _device(config.device)
+        log: list[str] = []
+        timings: dict[str, float] = {}
+        with measure(str(device)) as usage:
+            result = self._run(capture, workdir, config, device, progress, cancel, log, timings)
+        result.resources = usage
+        result.metrics["stage_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+        return result
+
+    def _run(
+        self, capture: Any, workdir: Path, config: PhotogrammetryParams, device: torch.device,
+        progress: ProgressFn, cancel: CancelFn, log: list[str], timings: dict[str, float],
+    ) -> ReconstructionResult:
+        started = time.perf_counter()
+        views, notes = views_from_capture(capture)
+        log.extend(notes)
+        known = all(view.camera is not None for view in views)
+        metrics: dict[str, Any] = {"total_images": len(views), "known_cameras": known}
+        progress("sfm", 0.0, f"{len(views)} images, {'known' if known else 'unknown'} cameras")
+
+        sparse: SparseModel | None = None
+        if known:
+            cameras = {view.name: view.camera for view in views}
+            sparse_dir = write_colmap_text(workdir / "sparse", [c for c in cameras.values() if c is not None])
+            metrics.update(registered_images=len(views), registration_rate=1.0, status="complete", failed_images={})
+            points = _declared_bounds(getattr(capture, "metadata", None) or {}, log)
+            if not len(points):
+                points = _points_for_known_cameras(views, workdir, config, cancel, log)
+        else:
+            sparse = structure_from_motion(
+                views, workdir / "sfm", workdir / "sparse",
+                max_image_size=config.max_image_size,
+                exhaustive_max_images=config.exhaustive_matching_max_images,
+                focal_length_prior=config.focal_length_prior,
+                cancel=cancel,
+            )
+            sparse_dir = workdir / "sparse"
+            cameras = dict(sparse.cameras)
+            points = sparse.points
+            metrics.update(
+                registered_images=sparse.registered,
+                registration_rate=sparse.registered / sparse.total,
+                status="partial" if sparse.partial else "complete",
+                failed_images=sparse.failed,
+                mean_reprojection_error_px=sparse.mean_reprojection_error_px,
+                sparse_points=len(sparse.points),
+            )
+            if sparse.partial:
+                log.append(
+                    f"partial reconstruction: {sparse.registered} of {sparse.total} images registered; "
+                    + "; ".join(f"{n}: {why}" for n, why in sorted(sparse.failed.items()))
+                )
+            views = [dataclasses.replace(view, camera=cameras[view.name]) for view in views if view.name in cameras]
+        timings["sfm"] = time.perf_counter() - started
+        progress("sfm", _STAGES["sfm"][1], f"{metrics['registered_images']} of {metrics['total_images']} images placed")
+        _check(cancel, "after structure from motion")
+
+        views = [undistorted(view) for view in views]
+        stereo_views = [view.resized(config.mvs_max_image_size) for view in views]
+        cams: list[Camera] = [v.camera for v in stereo_views]  # type: ignore[misc]
+        centre = np.median(points, axis=0) if len(points) else _axes_convergence(cams)
+        neighbours = select_neighbours(cams, centre, config.neighbours)
+        stereo = [StereoImage.build(v.name, v.image, v.mask, v.camera, device) for v in stereo_views]  # type: ignore[arg-type]
+
+        started = time.perf_counter()
+        depths = []
+        start, end = _STAGES["mvs"]
+        for index, (view, near_far) in enumerate(zip(stereo, _depth_ranges(cams, points, centre), strict=True)):
+            _check(cancel, "during multi-view stereo")
+            others = [stereo[j] for j in neighbours[index]]
+            if not others:
+                log.append(f"{view.name}: no neighbour view at a useful angle; no depth map")
+                depths.append(estimate_depth(view, [view], near_far, hypotheses=16, patch=config.patch_size, min_ncc=2.0))
+            else:
+                depths.append(
+                    estimate_depth(
+                        view, others, near_far,
+                        hypotheses=config.depth_hypotheses, patch=config.patch_size, min_ncc=config.min_ncc,
+                    )
+                )
+            progress("mvs", start + (end - start) * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)} ({view.name})")
+        timings["mvs"] = time.perf_counter() - started
+        metrics["depth_valid_share"] = round(float(np.mean([(d.depth > 0).float().mean().item() for d in depths])), 4)
+
+        started = time.perf_counter()
+        _check(cancel, "before fusion")
+        cloud = fuse(
+            stereo, [v.image for v in stereo_views], depths, neighbours,
+            max_pixels=config.consistency_pixels, max_relative_depth=config.consistency_depth,
+            min_views=config.min_consistent_views,
+        )
+        del depths
+        metrics["fused_points"] = len(cloud.points)
+        dense_dir = workdir / "dense"
+        dense_dir.mkdir(exist_ok=True)
+        if len(cloud.points):
+            pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
+            pcd.colors = o3d.utility.Vector3dVector(cloud.colors)
+            pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
+            o3d.io.write_point_cloud(str(dense_dir / "fused.ply"), pcd)
+        timings["fusion"] = time.perf_counter() - started
+        progress("fusion", _STAGES["fusion"][1], f"{len(cloud.points)} consistent points")
+
+        started = time.perf_counter()
+        _check(cancel, "before meshing")
+        silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None]
+        mesh, mesh_report = poisson_mesh(
+            cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
+            min_component_share=config.min_component_share, silhouettes=silhouettes or None,
+        )
+        metrics["mesh"] = mesh_report
+        timings["meshing"] = time.perf_counter() - started
+        progress("meshing", _STAGES["meshing"][1], f"{len(mesh.faces)} triangles")
+
+        started = time.perf_counter()
+        _check(cancel, "before texturing")
+        textured = bake(mesh, [(v.camera, v.image) for v in views], config.texture_size)  # type: ignore[misc]
+        texture_path = workdir / "texture_base_color.png"
+        textured.texture.save(texture_path)
+        mesh_path = write_glb(textured, workdir / "mesh.glb")
+        metrics["texture_coverage"] = round(textured.coverage, 4)
+        timings["texture"] = time.perf_counter() - started
+        progress("texture", 1.0, "textured mesh written")
+
+        return ReconstructionResult(
+            mesh_path=mesh_path,
+            texture_paths=[texture_path],
+            cameras_path=sparse_dir,
+            metrics=metrics,
+            backend=self.name,
+            backend_version=self.version,
+            parameters=dataclasses.asdict(config),
+            log=log,
+        )
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise BackendFailed("device 'cuda' was asked for but this machine has no CUDA device.", code="no_cuda")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _check(cancel: CancelFn, where: str) -> None:
+    if cancel():
+        raise Cancelled(f"Cancelled {where}.")
+
+
+def _declared_bounds(metadata: Mapping[str, Any], log: list[str]) -> np.ndarray:
+    """A grid of points filling the object's bounding box when the capture declares it (rendered captures do)."""
+    box = metadata.get("object") if isinstance(metadata, Mapping) else None
+    try:
+        low = np.asarray(box["bbox_min"], dtype=np.float64).reshape(3)  # type: ignore[index]
+        high = np.asarray(box["bbox_max"], dtype=np.float64).reshape(3)  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return np.zeros((0, 3))
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+        return np.zeros((0, 3))
+    log.append("depth ranges from the object bounds declared in the capture")
+    axes = [np.linspace(a, b, 5) for a, b in zip(low, high, strict=True)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def _points_for_known_cameras(
+    views: list[View], workdir: Path, config: PhotogrammetryParams, cancel: CancelFn, log: list[str]
+) -> np.ndarray:
+    """Sparse points in the capture's frame, to bound the depth sweep: SfM, then a similarity onto the known centres."""
+    try:
+        sparse = structure_from_motion(
+            views, workdir / "sfm", workdir / "sfm" / "estimated",
+            max_image_size=config.max_image_size,
+            exhaustive_max_images=config.exhaustive_matching_max_images,
+            focal_length_prior=config.focal_length_prior,
+            cancel=cancel,
+        )
+    except BackendFailed as exc:
+        log.append(f"sparse points for depth ranges unavailable ({exc.message}); using the cameras' convergence")
+        return np.zeros((0, 3))
+    names = [n for n in sparse.cameras if any(v.name == n for v in views)]
+    known = {v.name: v.camera for v in views}
+    source = np.array([sparse.cameras[n].center for n in names])
+    target = np.array([known[n].center for n in names])  # type: ignore[union-attr]
+    scale, rotation, translation = _similarity(source, target)
+    aligned_error = np.linalg.norm(scale * source @ rotation.T + translation - target, axis=1)
+    spread = np.linalg.norm(target - target.mean(0), axis=1).mean()
+    log.append(
+        f"sparse points from SfM aligned to the known cameras: {len(names)} of {len(views)} views, "
+        f"median camera misfit {np.median(aligned_error) / max(spread, 1e-12):.2%} of the camera spread"
+    )
+    if np.median(aligned_error) > 0.05 * spread:
+        log.append("alignment too poor to trust; using the cameras' convergence")
+        return np.zeros((0, 3))
+    return scale * sparse.points @ rotation.T + translation
+
+
+def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama: scale, rotation, translation minimising |s R source + t − target|²."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(source))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1
+    rotation = u @ d @ vt
+    variance = (a**2).sum() / len(source)
+    scale = float(np.trace(np.diag(sigma) @ d) / max(variance, 1e-12))
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def _axes_convergence(cameras: list[Camera]) -> np.ndarray:
+    """The point closest, in least squares, to every camera's optical axis."""
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    for camera in cameras:
+        axis = camera.R[2]
+        projector = np.eye(3) - np.outer(axis, axis)
+        a += projector
+        b += projector @ camera.center
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _depth_ranges(cameras: list[Camera], points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:
+    """Near and far sweep depth per camera from the sparse points it sees, else around the scene centre."""
+    ranges = []
+    for camera in cameras:
+        uv, z = camera.project(points) if len(points) else (np.zeros((0, 2)), np.zeros(0))
+        seen = z[camera.in_image(uv, z)] if len(points) else z
+        if len(seen) >= MIN_POINTS_FOR_RANGE:
+            near, far = np.percentile(seen, [1, 99])
+            margin = DEPTH_MARGIN * (far - near) + 0.01 * near
+            near, far = max(near - margin, 0.05 * near), far + margin
+        else:
+            distance = float(np.linalg.norm(camera.center - centre))
+            near, far = 0.5 * distance, 1.5 * distance
+        ranges.append((float(near), float(far)))
+    return ranges

@@ -1,0 +1,31 @@
+"""Parameters of the photogrammetry backend: one dataclass that also yields its JSON schema."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PhotogrammetryParams:
+    """Every knob of a run, with the defaults used by the benchmark."""
+
+    # Structure from motion.
+    max_image_size: int = field(default=1600, metadata={"minimum": 256, "maximum": 8192})
+    exhaustive_matching_max_images: int = field(default=50, metadata={"minimum": 2, "maximum": 1000})
+    # Focal length in pixels / max(width, height), used when a photo has no EXIF focal length.
+    focal_length_prior: float = field(default=1.2, metadata={"minimum": 0.3, "maximum": 5.0})
+    # Multi-view stereo.
+    mvs_max_image_size: int = field(default=512, metadata={"minimum": 64, "maximum": 4096})
+    neighbours: int = field(default=4, metadata={"minimum": 1, "maximum": 12})
+    depth_hypotheses: int = field(default=128, metadata={"minimum": 16, "maximum": 512})
+    patch_size: int = field(default=7, metadata={"minimum": 3, "maximum": 15})
+    min_ncc: float = field(default=0.3, metadata={"minimum": -1.0, "maximum": 1.0})
+    min_consistent_views: int = field(default=2, metadata={"minimum": 1, "maximum": 12})
+    consistency_pixels: float = field(default=1.0, metadata={"minimum": 0.1, "maximum": 10.0})
+    consistency_depth: float = field(default=0.01, metadata={"minimum": 0.0001, "maximum": 0.2})
+    # Meshing.
+    poisson_depth: int = field(default=9, metadata={"minimum": 5, "maximum": 12})
+    density_trim_quantile: float = field(default=0.03, metadata={"minimum": 0.0, "maximum": 0.5})
+    min_component_share: float = field(default=0.02, metadata={"minimum": 0.0, "maximum": 1.0})
+    # Texturing.
+    texture_size: int = field(default=2048, metadata={"minimum": 256, "maximum": 8192})
+    device: str = field(default="auto", metadata={"enum": ["auto", "cpu", "cuda"]})

@@ -1,0 +1,136 @@
+"""Geometric consistency between depth maps and their fusion into one oriented point cloud."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .mvs import DepthMap, StereoImage
+
+
+@dataclass
+class PointCloud:
+    points: np.ndarray  # (N, 3)
+    colors: np.ndarray  # (N, 3) in [0, 1]
+    normals: np.ndarray  # (N, 3) unit, facing the camera that saw the point
+    view_index: np.ndarray  # (N,) index of the view the point came from
+
+
+def _backproject(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
+    """World points (3, H*W) of a depth map."""
+    camera_points = view.rays() * depth.reshape(1, -1)
+    return view.R.T @ (camera_points - view.t[:, None])
+
+
+def _project(view: StereoImage, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates (2, N) and depths (N,) of world points (3, N)."""
+    camera_points = view.R @ points + view.t[:, None]
+    z = camera_points[2]
+    safe = torch.where(z.abs() > 1e-9, z, torch.full_like(z, 1e-9))
+    pixels = (view.K @ camera_points)[:2] / safe
+    return pixels, z
+
+
+def _sample(image: torch.Tensor, pixels: torch.Tensor, view: StereoImage, mode: str = "nearest") -> torch.Tensor:
+    """Values of a (H, W) map at pixel coordinates (2, N); 0 outside."""
+    grid = torch.stack([2 * pixels[0] / view.width - 1, 2 * pixels[1] / view.height - 1], dim=-1)
+    return F.grid_sample(image[None, None], grid[None, None], mode=mode, align_corners=False)[0, 0, 0]
+
+
+def consistent_points(
+    index: int,
+    views: list[StereoImage],
+    depths: list[DepthMap],
+    neighbours: list[int],
+    *,
+    max_pixels: float,
+    max_relative_depth: float,
+    min_views: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points of view `index` confirmed by at least `min_views` neighbours, each averaged with its confirmations.
+
+    A neighbour confirms a pixel when its own depth at the projection, carried back into the reference,
+    lands within `max_pixels` of the pixel and within `max_relative_depth` of its depth.
+    Returns the points (3, M) and the pixel indices they came from (M,).
+    """
+    ref = views[index]
+    depth = depths[index].depth
+    flat = depth.reshape(-1)
+    valid = flat > 0
+    pixel_ids = torch.nonzero(valid)[:, 0]
+    if pixel_ids.numel() == 0:
+        return torch.zeros(3, 0, device=flat.device), pixel_ids
+    points = _backproject(ref, depth)[:, pixel_ids]
+    rays = ref.rays()[:, pixel_ids]
+    ref_pixels = (ref.K @ rays)[:2]
+    ref_depth = flat[pixel_ids]
+    agree = torch.zeros(pixel_ids.numel(), device=flat.device)
+    summed = points.clone()
+    for j in neighbours:
+        other = views[j]
+        pixels, _ = _project(other, points)
+        other_depth = _sample(depths[j].depth, pixels, other)
+        back_rays = torch.linalg.inv(other.K) @ torch.cat([pixels, torch.ones_like(pixels[:1])])
+        back = other.R.T @ (back_rays * other_depth - other.t[:, None])
+        reprojected, reprojected_depth = _project(ref, back)
+        pixel_error = (reprojected - ref_pixels).norm(dim=0)
+        depth_error = (reprojected_depth - ref_depth).abs() / ref_depth
+        ok = (other_depth > 0) & (pixel_error < max_pixels) & (depth_error < max_relative_depth)
+        agree += ok.float()
+        summed += torch.where(ok[None], back, torch.zeros_like(back))
+    keep = agree >= min(min_views, len(neighbours))
+    fused = summed[:, keep] / (agree[keep] + 1)[None]
+    return fused, pixel_ids[keep]
+
+
+def fuse(
+    views: list[StereoImage],
+    colours: list[np.ndarray],
+    depths: list[DepthMap],
+    neighbours: list[list[int]],
+    *,
+    max_pixels: float,
+    max_relative_depth: float,
+    min_views: int,
+) -> PointCloud:
+    """All views' consistent points with colours and normals (from the depth map, facing its camera)."""
+    all_points, all_colours, all_normals, all_views = [], [], [], []
+    for index, view in enumerate(views):
+        points, pixel_ids = consistent_points(
+            index, views, depths, neighbours[index],
+            max_pixels=max_pixels, max_relative_depth=max_relative_depth, min_views=min_views,
+        )
+        if pixel_ids.numel() == 0:
+            continue
+        normals = _depth_normals(view, depths[index].depth)[:, pixel_ids]
+        ids = pixel_ids.cpu().numpy()
+        all_points.append(points.T.cpu().numpy())
+        all_colours.append(colours[index].reshape(-1, 3)[ids])
+        all_normals.append(normals.T.cpu().numpy())
+        all_views.append(np.full(len(ids), index))
+    if not all_points:
+        empty = np.zeros((0, 3))
+        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int))
+    return PointCloud(
+        np.concatenate(all_points).astype(np.float64),
+        np.concatenate(all_colours).astype(np.float64),
+        np.concatenate(all_normals).astype(np.float64),
+        np.concatenate(all_views),
+    )
+
+
+def _depth_normals(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
+    """World-space unit normals (3, H*W) from central differences of the depth map's 3D points."""
+    points = _backproject(view, depth).reshape(3, view.height, view.width)
+    dx = torch.zeros_like(points)
+    dy = torch.zeros_like(points)
+    dx[:, :, 1:-1] = points[:, :, 2:] - points[:, :, :-2]
+    dy[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    normals = torch.linalg.cross(dx, dy, dim=0).reshape(3, -1)
+    centre = -view.R.T @ view.t
+    to_camera = centre[:, None] - points.reshape(3, -1)
+    flip = (normals * to_camera).sum(dim=0) < 0
+    normals = torch.where(flip[None], -normals, normals)
+    return normals / normals.norm(dim=0, keepdim=True).clamp_min(1e-12)

@@ -1,0 +1,180 @@
+"""Texture baking: an xatlas UV atlas, colour from the calibrated views that face each texel best (with a
+depth test against the mesh for visibility), blended smoothly across view changes, written as a GLB."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import trimesh
+import xatlas
+from PIL import Image, ImageDraw
+
+from reconstruction.engine.cameras import Camera
+
+from .meshing import Mesh
+
+# Softmax temperature over the cosine between a texel's normal and the direction to each camera: small
+# enough that the best-facing view dominates, large enough that colours blend where the best view changes.
+BLEND_TEMPERATURE = 0.06
+MIN_COSINE = 0.1
+# A texel is visible in a view when its depth is within this share of the mesh's rendered depth there.
+DEPTH_TOLERANCE = 0.005
+PADDING_TEXELS = 4
+
+
+@dataclass
+class TexturedMesh:
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray  # (V, 2), trimesh convention: v up, (0, 0) the texture's bottom-left corner
+    texture: Image.Image
+    coverage: float  # share of the atlas's texels that at least one view sees
+
+
+def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int) -> TexturedMesh:
+    """UV-unwraps `mesh` and bakes a base-colour texture of `size`² from `views` (camera, RGB image in [0, 1])."""
+    vmapping, faces, uvs = xatlas.parametrize(mesh.vertices.astype(np.float32), mesh.faces.astype(np.uint32))
+    vertices = mesh.vertices[vmapping]
+    faces = faces.astype(np.int64)
+    face_of_texel = _rasterize(uvs, faces, size)
+    texel_rows, texel_cols = np.nonzero(face_of_texel >= 0)
+    face_ids = face_of_texel[texel_rows, texel_cols]
+    points, normals = _texel_geometry(vertices, faces, uvs, face_ids, texel_rows, texel_cols, size)
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    colours = np.zeros((len(points), 3))
+    weight_sum = np.zeros(len(points))
+    best_cos = np.full(len(points), -np.inf)
+    per_view = []
+    for camera, _ in views:
+        cosine, visible = _visibility(scene, camera, points, normals)
+        per_view.append((cosine, visible))
+        best_cos = np.where(visible, np.maximum(best_cos, cosine), best_cos)
+    for (camera, image), (cosine, visible) in zip(views, per_view, strict=True):
+        use = visible & (cosine > MIN_COSINE)
+        if not use.any():
+            continue
+        weight = np.exp((cosine[use] - best_cos[use]) / BLEND_TEMPERATURE)
+        uv, _ = camera.project(points[use])
+        colours[use] += weight[:, None] * _bilinear(image, uv)
+        weight_sum[use] += weight
+    seen = weight_sum > 0
+    texture = np.zeros((size, size, 3))
+    filled = np.zeros((size, size), bool)
+    texture[texel_rows[seen], texel_cols[seen]] = colours[seen] / weight_sum[seen, None]
+    filled[texel_rows[seen], texel_cols[seen]] = True
+    coverage = float(seen.mean()) if len(seen) else 0.0
+    texture = _pad(texture, filled, face_of_texel >= 0)
+    image = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
+    return TexturedMesh(vertices, faces, uvs.astype(np.float64), image, coverage)
+
+
+def write_glb(textured: TexturedMesh, path: Path) -> Path:
+    """A GLB with one mesh and a metallic-roughness material whose base colour is the baked texture."""
+    material = trimesh.visual.material.PBRMaterial(
+        name="photogrammetry", baseColorTexture=textured.texture, metallicFactor=0.0, roughnessFactor=1.0
+    )
+    visual = trimesh.visual.TextureVisuals(uv=textured.uvs, material=material)
+    mesh = trimesh.Trimesh(textured.vertices, textured.faces, visual=visual, process=False)
+    path.write_bytes(mesh.export(file_type="glb"))
+    return path
+
+
+def _rasterize(uvs: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """Face index covering each texel centre (-1 where none), texture rows top to bottom."""
+    canvas = Image.new("I", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    corners = np.stack([uvs[:, 0] * size, (1.0 - uvs[:, 1]) * size], axis=1)[faces]
+    for index, triangle in enumerate(corners):
+        draw.polygon([tuple(p) for p in triangle], fill=index + 1)
+    return np.asarray(canvas, dtype=np.int64) - 1
+
+
+def _texel_geometry(
+    vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, face_ids: np.ndarray,
+    rows: np.ndarray, cols: np.ndarray, size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """World position and smooth unit normal at each texel centre (barycentric within its face)."""
+    centre = np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1)
+    a, b, c = (uvs[faces[face_ids, k]] for k in range(3))
+    v0, v1, v2 = b - a, c - a, centre - a
+    d00 = (v0 * v0).sum(1)
+    d01 = (v0 * v1).sum(1)
+    d11 = (v1 * v1).sum(1)
+    d20 = (v2 * v0).sum(1)
+    d21 = (v2 * v1).sum(1)
+    denominator = d00 * d11 - d01 * d01
+    denominator = np.where(np.abs(denominator) < 1e-20, 1e-20, denominator)
+    w1 = np.clip((d11 * d20 - d01 * d21) / denominator, 0, 1)
+    w2 = np.clip((d00 * d21 - d01 * d20) / denominator, 0, 1 - w1)
+    w0 = 1 - w1 - w2
+    weights = np.stack([w0, w1, w2], axis=1)
+    tri = vertices[faces[face_ids]]
+    points = (weights[:, :, None] * tri).sum(1)
+    vertex_normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
+    normals = (weights[:, :, None] * vertex_normals[faces[face_ids]]).sum(1)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return points, normals
+
+
+def _visibility(
+    scene: o3d.t.geometry.RaycastingScene, camera: Camera, points: np.ndarray, normals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine between each texel's normal and its direction to the camera, and whether the camera sees it."""
+    to_camera = camera.center[None] - points
+    distance = np.linalg.norm(to_camera, axis=1)
+    cosine = (normals * to_camera).sum(1) / np.maximum(distance, 1e-12)
+    uv, z = camera.project(points)
+    visible = camera.in_image(uv, z) & (cosine > 0)
+    depth = _depth_image(scene, camera)
+    cols = np.clip(uv[:, 0].astype(int), 0, camera.width - 1)
+    rows = np.clip(uv[:, 1].astype(int), 0, camera.height - 1)
+    rendered = depth[rows, cols]
+    visible &= z <= rendered * (1 + DEPTH_TOLERANCE) + 1e-9
+    return cosine, visible
+
+
+def _depth_image(scene: o3d.t.geometry.RaycastingScene, camera: Camera) -> np.ndarray:
+    """Depth along the optical axis of the mesh's nearest surface at each pixel (inf where it is empty)."""
+    rows, cols = np.mgrid[0 : camera.height, 0 : camera.width]
+    uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    directions = camera.pixel_rays(uv)
+    origins = np.broadcast_to(camera.center, directions.shape)
+    rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
+    hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    # t_hit is along the unit ray; the optical-axis depth is that times the ray's cosine with the axis.
+    along_axis = directions @ camera.R[2]
+    return (hit * along_axis).reshape(camera.height, camera.width)
+
+
+def _bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    x = np.clip(uv[:, 0] - 0.5, 0, width - 1.001)
+    y = np.clip(uv[:, 1] - 0.5, 0, height - 1.001)
+    x0, y0 = x.astype(int), y.astype(int)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _pad(texture: np.ndarray, filled: np.ndarray, charts: np.ndarray) -> np.ndarray:
+    """Grows colours outwards a few texels (so filtering does not bleed black) and fills unseen chart texels."""
+    texture = texture.copy()
+    filled = filled.copy()
+    mean = texture[filled].mean(axis=0) if filled.any() else np.full(3, 0.5)
+    for _ in range(PADDING_TEXELS):
+        total = np.zeros_like(texture)
+        count = np.zeros(filled.shape)
+        for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            shifted_filled = np.roll(filled, (dy, dx), axis=(0, 1))
+            total += np.roll(texture, (dy, dx), axis=(0, 1)) * shifted_filled[..., None]
+            count += shifted_filled
+        grow = ~filled & (count > 0)
+        texture[grow] = total[grow] / count[grow, None]
+        filled |= grow
+    texture[charts & ~filled] = mean
+    return texture

@@ -1,0 +1,183 @@
+import math
+
+import numpy as np
+import pytest
+import trimesh
+
+from reconstruction.engine.cameras import qvec_to_rotmat
+from reconstruction.engine.metrics import (
+    MetricError,
+    chamfer,
+    compare_images,
+    compare_meshes,
+    fscore,
+    icp,
+    lpips_status,
+    ms_ssim,
+    normal_consistency,
+    psnr,
+    transform_points,
+    umeyama,
+    volume_iou,
+)
+
+PRED = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+GT = np.array([[0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+
+
+def similarity(scale: float, q, t) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = scale * qvec_to_rotmat(q)
+    T[:3, 3] = t
+    return T
+
+
+def test_chamfer_by_hand():
+    # pred→gt: 0 and 1 (mean 0.5); gt→pred: 0 and 2 (mean 1); chamfer is their mean.
+    assert chamfer(PRED, GT) == {"chamfer": 0.75, "accuracy": 0.5, "completeness": 1.0}
+
+
+def test_fscore_by_hand():
+    result = fscore(PRED, GT, tau=1.0)
+    assert (result["precision"], result["recall"]) == (1.0, 0.5)
+    assert result["fscore"] == pytest.approx(2 / 3)
+    assert fscore(PRED, GT, tau=0.5)["fscore"] == pytest.approx(0.5)
+    assert fscore(PRED + 10, GT, tau=0.5)["fscore"] == 0.0
+    with pytest.raises(MetricError, match="threshold must be positive"):
+        fscore(PRED, GT, tau=0)
+
+
+def test_normal_consistency_by_hand():
+    pred_normals = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])  # sign does not count
+    gt_normals = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    # pred→gt: both nearest gt[0], |cos| 1 and 1; gt→pred: gt[0]→pred[0] 1, gt[1]→pred[0] 0 → (1 + 0.5) / 2
+    assert normal_consistency(PRED, pred_normals, GT, gt_normals) == pytest.approx(0.75)
+
+
+def test_empty_point_sets_are_refused():
+    with pytest.raises(MetricError, match="two non-empty point sets"):
+        chamfer(np.zeros((0, 3)), GT)
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(3)
+    source = rng.normal(size=(20, 3))
+    T = similarity(2.5, [0.9, 0.1, -0.3, 0.2], [1.0, -2.0, 0.5])
+    np.testing.assert_allclose(umeyama(source, transform_points(T, source)), T, atol=1e-10)
+    rigid = similarity(1.0, [0.2, 0.7, 0.1, 0.4], [0.0, 3.0, 0.0])
+    np.testing.assert_allclose(umeyama(source, transform_points(rigid, source), with_scale=False), rigid, atol=1e-10)
+    with pytest.raises(MetricError, match="at least three corresponding"):
+        umeyama(source[:2], source[:2])
+
+
+def test_umeyama_never_returns_a_reflection():
+    source = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    mirrored = source * [1, 1, -1]
+    assert np.linalg.det(umeyama(source, mirrored)[:3, :3]) > 0
+
+
+def test_icp_recovers_a_small_similarity_without_correspondences():
+    rng = np.random.default_rng(4)
+    box = trimesh.creation.box(extents=[1.0, 0.6, 0.3])
+    points = trimesh.sample.sample_surface(box, 3000, seed=1)[0]
+    T = similarity(1.2, [1.0, 0.05, 0.08, -0.03], [0.2, -0.1, 0.05])
+    target = transform_points(T, points)
+    estimate, rms = icp(points[rng.permutation(len(points))], target, with_scale=True, iterations=100)
+    np.testing.assert_allclose(transform_points(estimate, points), target, atol=1e-5)
+    assert rms < 1e-5
+
+
+def test_volume_iou_of_two_overlapping_cubes():
+    a = trimesh.creation.box(extents=[1, 1, 1])
+    b = trimesh.creation.box(extents=[1, 1, 1])
+    b.apply_translation([0.5, 0, 0])
+    # intersection 0.5, union 1.5
+    assert volume_iou(a, b, samples=60_000) == pytest.approx(1 / 3, abs=0.01)
+    assert volume_iou(a, a.copy(), samples=10_000) == 1.0
+    open_box = a.copy()
+    open_box.update_faces(np.arange(len(open_box.faces)) > 0)
+    with pytest.raises(MetricError, match="the reconstruction is not watertight"):
+        volume_iou(open_box, b)
+
+
+def test_psnr_by_hand():
+    a = np.full((8, 8, 3), 0.5)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0)  # MSE 0.01
+    assert psnr(np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)
+    assert psnr(a, a) == math.inf
+    b = a.copy()
+    b[0, 0] = 0.0  # the one pixel outside the mask is ignored
+    mask = np.ones((8, 8), bool)
+    mask[0, 0] = False
+    assert psnr(a, b, mask=mask) == math.inf
+    with pytest.raises(MetricError, match="images of one size"):
+        psnr(a, a[:4])
+
+
+def test_ms_ssim_of_identical_images_is_one():
+    image = np.random.default_rng(0).random((96, 96, 3))
+    result = ms_ssim(image, image)
+    assert result == {"ms_ssim": pytest.approx(1.0), "scales": 4}
+
+
+def test_ms_ssim_of_two_flat_images_by_hand():
+    # Flat images have no contrast or structure (cs = 1 at every scale); what is left is the last scale's
+    # luminance term (2ab + C1) / (a² + b² + C1) raised to its renormalised weight. 64 px allows 3 scales.
+    a, b, c1 = 0.2, 0.4, 0.01**2
+    luminance = (2 * a * b + c1) / (a * a + b * b + c1)
+    expected = luminance ** (0.3001 / (0.0448 + 0.2856 + 0.3001))
+    result = ms_ssim(np.full((64, 64), a), np.full((64, 64), b))
+    assert result["scales"] == 3
+    assert result["ms_ssim"] == pytest.approx(expected, rel=1e-6)  # float32 arithmetic
+
+
+def test_ms_ssim_falls_with_noise_and_refuses_tiny_images():
+    rng = np.random.default_rng(1)
+    image = rng.random((128, 128))
+    slightly = np.clip(image + rng.normal(scale=0.02, size=image.shape), 0, 1)
+    very = np.clip(image + rng.normal(scale=0.3, size=image.shape), 0, 1)
+    assert 1.0 > ms_ssim(image, slightly)["ms_ssim"] > ms_ssim(image, very)["ms_ssim"]
+    with pytest.raises(MetricError, match="at least 11 pixels"):
+        ms_ssim(np.zeros((8, 8)), np.zeros((8, 8)))
+
+
+def test_lpips_is_reported_unavailable_not_invented():
+    status = lpips_status()
+    assert status["available"] is False
+    assert "weights" in status["reason"]
+
+
+def test_compare_images_averages_views():
+    a = np.full((32, 32, 3), 0.5)
+    report = compare_images([a, a], [a + 0.1, a + 0.1])
+    assert report["views"] == 2 and report["psnr"] == pytest.approx(20.0)
+    assert report["lpips"]["available"] is False
+    with pytest.raises(MetricError, match="same, non-zero number"):
+        compare_images([a], [])
+
+
+def test_compare_meshes_of_a_mesh_with_itself():
+    box = trimesh.creation.box(extents=[1.0, 2.0, 2.0])
+    assert compare_meshes(box, box.copy(), samples=2_000)["tau"] == pytest.approx(0.03)  # 1% of the diagonal 3
+    # Two independent samplings of one surface: every point has a neighbour within τ once τ is well above the
+    # sample spacing (about 0.03 here), so the score is exact.
+    report = compare_meshes(box, box.copy(), samples=20_000, tau=0.15)
+    assert report["fscore"] == 1.0
+    assert report["chamfer"] < 0.02
+    assert report["normal_consistency"] > 0.97  # points near an edge may pair with the next face
+    assert report["volume_iou"] == 1.0
+
+
+def test_compare_meshes_with_icp_undoes_an_unknown_pose():
+    box = trimesh.creation.box(extents=[1.0, 0.6, 0.3])
+    moved = box.copy()
+    T = similarity(0.8, [1.0, -0.04, 0.06, 0.02], [0.1, 0.2, -0.1])
+    moved.apply_transform(T)
+    unaligned = compare_meshes(moved, box, samples=10_000, tau=0.05)
+    aligned = compare_meshes(moved, box, samples=10_000, tau=0.05, alignment="icp")
+    assert unaligned["fscore"] < 0.5
+    assert aligned["fscore"] > 0.99
+    np.testing.assert_allclose(aligned["alignment_transform"], np.linalg.inv(T), atol=0.01)
+    assert aligned["volume_iou"] > 0.95
+    with pytest.raises(MetricError, match="alignment must be"):
+        compare_meshes(box, box, alignment="magic")
