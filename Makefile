@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: run install system frontend migrate demo worker web test test-fast lint bench bench-recon clean help
+.PHONY: run install system frontend migrate demo worker web test test-fast lint bench bench-recon bench-governance clean help
 
 help:
 	@echo "make run    set up (virtualenv, packages, database, demo data) and start the web server and a worker"
@@ -41,6 +41,7 @@ migrate: install
 
 demo: migrate
 	$(PY) manage.py load_demo
+	$(PY) manage.py render_thumbnails --missing
 
 run: demo
 	@bash deploy/run-local.sh "$(HOST)" "$(PORT)"
@@ -64,6 +65,9 @@ bench: install
 
 bench-recon: install
 	$(PY) bench/recon.py
+
+bench-governance: install
+	$(PY) bench/governance.py
 
 clean:
 	rm -rf $(VENV) var staticfiles node_modules build

@@ -193,6 +193,26 @@ def update_asset(*, actor: Any, asset: Asset, expected_row_version: int | None =
     return asset
 
 
+def set_thumbnail(*, actor: Any, asset: Asset, stream: IO[bytes], filename: str) -> Asset:
+    """Store a PNG/JPEG preview of the asset (by content, once) and make it the asset's thumbnail."""
+    with blobs_cleaned_on_failure(), transaction.atomic():
+        asset = Asset.objects.select_for_update().get(pk=asset.pk)
+        require(actor, Action.CONTRIBUTE, asset)
+        blob, kind = store_stream(stream, filename=filename)
+        if kind.format not in IMAGE_FORMATS:
+            raise InvalidTransition(f"A thumbnail must be an image, not a {kind.format.upper()} file.")
+        if asset.thumbnail_id == blob.pk:
+            return asset
+        previous = asset.thumbnail.sha256 if asset.thumbnail_id else None
+        asset.thumbnail = blob
+        asset.save(update_fields=["thumbnail", "updated_at"])
+        record_event(
+            actor=actor, action="asset.thumbnail_set", obj=asset, asset_id=asset.pk,
+            changes={"thumbnail": [previous, blob.sha256]},
+        )
+        return asset
+
+
 @transaction.atomic
 def transition_asset(*, actor: Any, asset: Asset, to_state: str, reason: str = "",
                      expected_row_version: int | None = None) -> Asset:

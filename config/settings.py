@@ -197,6 +197,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 ASSAY_JOB_HEARTBEAT_S = env_float("ASSAY_JOB_HEARTBEAT_S", 30.0)
 ASSAY_JOB_STALL_AFTER_S = env_float("ASSAY_JOB_STALL_AFTER_S", 300.0)
 ASSAY_JOB_MAX_ATTEMPTS = int(os.environ.get("ASSAY_JOB_MAX_ATTEMPTS", "3"))
+ASSAY_JOB_TIME_LIMIT_S = int(os.environ.get("ASSAY_JOB_TIME_LIMIT_S", str(6 * 3600)))  # a hung backend fails here
 ASSAY_JOB_WORKDIR = os.environ.get("ASSAY_JOB_WORKDIR") or None
 CELERY_BEAT_SCHEDULE = {
     "sign-audit-tree-head": {"task": "governance.sign_tree_head", "schedule": 300.0},

@@ -6,5 +6,5 @@ class ReconstructionConfig(AppConfig):
     verbose_name = "Reconstruction"
 
     def ready(self) -> None:
-        # Registers the `reconstruction.postprocess_version` Celery task (a module outside tasks.py).
-        from reconstruction import postprocess  # noqa: F401
+        # Registers the Celery tasks that live outside tasks.py.
+        from reconstruction import postprocess, thumbnails  # noqa: F401

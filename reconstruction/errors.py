@@ -20,6 +20,7 @@ class JobErrorCode(enum.StrEnum):
     TRANSIENT_EXHAUSTED = "transient_exhausted"
     BACKEND_CRASHED = "backend_crashed"
     INGEST_FAILED = "ingest_failed"
+    TIME_LIMIT = "time_limit"
 
 
 class JobError(DomainError):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from kombu.exceptions import OperationalError as BrokerError
@@ -220,6 +221,9 @@ def _run_claimed(job: ReconstructionJob, worker: str, workdir: Path) -> Outcome:
         return Outcome("cancelled", services.mark_cancelled(job_id=job.pk, worker=worker))
     except LeaseLost:
         raise
+    except SoftTimeLimitExceeded:
+        return _failed(job, worker, JobErrorCode.TIME_LIMIT,
+                       f"The job ran longer than its limit of {settings.ASSAY_JOB_TIME_LIMIT_S} s and was stopped.")
     except (TransientFailure, *TRANSIENT_ERRORS) as exc:
         reason = str(exc) if isinstance(exc, TransientFailure) else f"{type(exc).__name__}: {exc}"
         requeued = services.release_for_retry(job_id=job.pk, worker=worker, reason=reason)
@@ -252,7 +256,9 @@ def worker_name(task_request: Any) -> str:
 
 
 @shared_task(name="reconstruction.run_job", bind=True, acks_late=True, reject_on_worker_lost=True,
-             max_retries=len(RETRY_BACKOFF_S), ignore_result=True)
+             max_retries=len(RETRY_BACKOFF_S), ignore_result=True,
+             # prefork pools enforce these; the hard limit kills a backend that ignores the soft one.
+             soft_time_limit=settings.ASSAY_JOB_TIME_LIMIT_S, time_limit=settings.ASSAY_JOB_TIME_LIMIT_S + 120)
 def run_job(self: Any, job_id: int) -> str:
     """Run one reconstruction job (queue chosen per job at dispatch: `apply_async(queue=job.queue)`)."""
     # Celery's Django fixup closes stale connections around each task; the claim below re-reads all state.

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,8 +135,12 @@ def render_views(
     background: Sequence[float] = (1.0, 1.0, 1.0),
     lighting: str = "flat",
     transparent: bool = False,
+    frame_seconds: list[float] | None = None,
 ) -> list[RenderedView]:
-    """Renders `mesh` from each camera (distortion ignored). `flat` shows base colour unlit; `lit` adds a headlight."""
+    """Renders `mesh` from each camera (distortion ignored). `flat` shows base colour unlit; `lit` adds a headlight.
+
+    When `frame_seconds` is given, the wall time of each frame (draw and read-back) is appended to it.
+    """
     if lighting not in ("flat", "lit"):
         raise RenderError(f"lighting must be 'flat' or 'lit', not {lighting!r}")
     source = load_scene(mesh)
@@ -146,7 +151,10 @@ def render_views(
         return views
     with _renderer(cameras[0].width, cameras[0].height) as renderer:
         for camera in cameras:
+            started = time.perf_counter()
             views.append(_render_one(renderer, scene, bounds, camera, lighting, transparent))
+            if frame_seconds is not None:
+                frame_seconds.append(time.perf_counter() - started)
     return views
 
 

@@ -49,12 +49,20 @@ def signed_log():
     return head
 
 
+def test_truncate_passes_only_when_the_session_allows_it():
+    append_events(2)
+    sql("SET LOCAL assay.allow_audit_truncate = 'on'")
+    sql(f"TRUNCATE {TABLE}")
+    assert AuditEvent.objects.count() == 0
+
+
 @pytest.mark.parametrize("statement", [
     f"UPDATE {TABLE} SET action = 'forged' WHERE seq = 0",
     f"DELETE FROM {TABLE} WHERE seq = 0",
     f"TRUNCATE {TABLE}",
 ])
 def test_the_trigger_refuses_update_delete_and_truncate(statement):
+    sql("SET LOCAL assay.allow_audit_truncate = 'off'")  # as in production (only test flushes turn it on)
     append_events(1)
     with pytest.raises(DatabaseError, match="governance_auditevent is append-only"), transaction.atomic():
         sql(statement)

@@ -10,11 +10,14 @@ from PIL import Image
 
 from catalog import services as catalog
 from catalog.models import CaptureStandard
-from catalog.permissions import Role
 from reconstruction.engine import registry
+from tests.catalog import conftest as catalog_fixtures
 from tests.catalog.conftest import _fast_password_hashing, client_for, user_with_role  # noqa: F401
-from tests.factories import CollectionFactory, UserFactory
 from tests.reconstruction.backends import GpuBackend, IcosphereBackend
+
+# The catalog's fixtures (a user `owner` and the collection they administer), shared rather than copied.
+owner = catalog_fixtures.owner
+collection = catalog_fixtures.collection
 
 
 @pytest.fixture
@@ -36,20 +39,6 @@ def png(seed: int, size: int = 32) -> bytes:
 def lenient_standard(db) -> CaptureStandard:
     return CaptureStandard.objects.create(name="test", min_views=1, min_short_side_px=8, min_sharpness=0,
                                           max_clipped_fraction=1.0, min_neighbour_similarity=0)
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory(username="owner")
-
-
-@pytest.fixture
-def collection(owner):
-    from catalog.permissions import assign_role
-
-    collection = CollectionFactory(owner=owner, slug="spring-line", name="Spring line")
-    assign_role(owner, Role.ADMIN, collection)
-    return collection
 
 
 @pytest.fixture

@@ -227,3 +227,17 @@ def test_truncated_image_in_storage_fails_the_job_with_the_reason(owner, capture
     assert job.error_code == "invalid_capture"
     assert job.error.startswith("Image view00.png cannot be read: ")
     assert backend.runs == 0
+
+
+def test_soft_time_limit_fails_the_job_saying_so(owner, capture, asset, backend, quiet_dispatch, workdirs, settings):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def over_time():
+        raise SoftTimeLimitExceeded()
+
+    backend.during_run = over_time
+    job = queued(owner, capture, asset)
+    assert tasks.run_job.apply(args=[job.pk]).get() == "failed"
+    job.refresh_from_db()
+    assert (job.error_code, job.error) == (
+        "time_limit", f"The job ran longer than its limit of {settings.ASSAY_JOB_TIME_LIMIT_S} s and was stopped.")

@@ -13,6 +13,7 @@ import torch
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.errors import BackendFailed, Cancelled
+from reconstruction.engine.metrics import transform_points, umeyama
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
 from reconstruction.engine.resources import measure
@@ -239,8 +240,8 @@ def _points_for_known_cameras(
     known = {v.name: v.camera for v in views}
     source = np.array([sparse.cameras[n].center for n in names])
     target = np.array([known[n].center for n in names])  # type: ignore[union-attr]
-    scale, rotation, translation = _similarity(source, target)
-    aligned_error = np.linalg.norm(scale * source @ rotation.T + translation - target, axis=1)
+    transform = umeyama(source, target, with_scale=True)
+    aligned_error = np.linalg.norm(transform_points(transform, source) - target, axis=1)
     spread = np.linalg.norm(target - target.mean(0), axis=1).mean()
     log.append(
         f"sparse points from SfM aligned to the known cameras: {len(names)} of {len(views)} views, "
@@ -249,21 +250,7 @@ def _points_for_known_cameras(
     if np.median(aligned_error) > 0.05 * spread:
         log.append("alignment too poor to trust; using the cameras' convergence")
         return np.zeros((0, 3))
-    return scale * sparse.points @ rotation.T + translation
-
-
-def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: scale, rotation, translation minimising |s R source + t − target|²."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    a, b = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(b.T @ a / len(source))
-    d = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2, 2] = -1
-    rotation = u @ d @ vt
-    variance = (a**2).sum() / len(source)
-    scale = float(np.trace(np.diag(sigma) @ d) / max(variance, 1e-12))
-    return scale, rotation, mu_t - scale * rotation @ mu_s
+    return transform_points(transform, sparse.points)
 
 
 def _axes_convergence(cameras: list[Camera]) -> np.ndarray:

@@ -198,7 +198,6 @@ def estimate_depth(
     device = ref.gray.device
     top, bottom, left, right = _region(ref, patch)
     crop = ref.gray[:, :, top:bottom, left:right]
-    height, width = bottom - top, right - left
     all_rays = ref.rays().reshape(3, ref.height, ref.width)[None, :, top:bottom, left:right]
     near, far = depth_range
     levels = len(ref.pyramid)
