@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: run install system frontend migrate demo worker web test test-fast lint bench bench-recon bench-governance clean help
+.PHONY: run install system frontend migrate demo worker web test test-fast lint bench bench-recon bench-governance bench-postprocess bench-jobs clean help
 
 help:
 	@echo "make run    set up (virtualenv, packages, database, demo data) and start the web server and a worker"
@@ -68,6 +68,12 @@ bench-recon: install
 
 bench-governance: install
 	$(PY) bench/governance.py
+
+bench-postprocess: install
+	$(PY) bench/postprocess.py
+
+bench-jobs: install
+	$(PY) bench/jobs.py
 
 clean:
 	rm -rf $(VENV) var staticfiles node_modules build

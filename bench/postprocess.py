@@ -5,7 +5,8 @@
    symmetric Hausdorff and RMS distance to the original (Metro-style sampling, MeshLab), time of each.
 2. The `mobile-ar` preset on each scan: time and peak memory per step, LOD chain sizes, budgets, validators.
 
-Usage: python bench/postprocess.py [--only NAME ...] [--skip-presets] [--bake-size N] [--samples N]
+Usage: python bench/postprocess.py [--only NAME ...] [--skip-presets | --skip-decimation] [--skip-million] [--merge]
+       [--bake-size N] [--samples N]
 """
 from __future__ import annotations
 
@@ -98,9 +99,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="scan names (default: all, plus the 1M mesh)")
     parser.add_argument("--skip-presets", action="store_true", help="decimation comparison only")
     parser.add_argument("--skip-million", action="store_true")
+    parser.add_argument("--skip-decimation", action="store_true", help="presets only")
     parser.add_argument("--bake-size", type=int, default=2048)
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "postprocess.json"))
+    parser.add_argument("--merge", action="store_true", help="keep the other meshes' results already in --out")
     args = parser.parse_args()
     names = args.only or SCANS
     results: dict = {
@@ -109,16 +112,20 @@ def main() -> None:
         "gltfpack": gltfpack_version(),
         "decimation": {}, "presets": {},
     }
+    if args.merge and Path(args.out).is_file():
+        previous = json.loads(Path(args.out).read_text())
+        for section in ("decimation", "presets", "cleanup_seconds"):
+            results[section] = {**previous.get(section, {}), **results.get(section, {})}
     with tempfile.TemporaryDirectory(prefix="bench-postprocess-") as scratch_name:
         scratch = Path(scratch_name)
         meshes = []
-        for name in names:
+        for name in [] if args.skip_decimation else names:
             asset, _ = load_asset(DATA / f"{name}.glb")
             started = time.perf_counter()
             cleaned, _ = cleanup.cleanup(asset)
             results.setdefault("cleanup_seconds", {})[name] = round(time.perf_counter() - started, 3)
             meshes.append(geometry_only(cleaned).replace(name=name))
-        if not args.skip_million:
+        if not args.skip_million and not args.skip_decimation:
             bunny, _ = load_asset(DATA / "stanford-bunny.glb")
             meshes.append(one_million(bunny))
         for asset in meshes:

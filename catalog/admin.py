@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.staticfiles import finders
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -36,10 +37,12 @@ from catalog.models import (
     CostRecord,
     QualityReport,
     Representation,
+    StoredFile,
     Tag,
     Variant,
 )
 from catalog.permissions import Action, asset_filter, can, collection_filter
+from catalog.storage import blob_url
 from config.problems import DomainError
 from governance.audit import record_event
 from governance.publishing import publish_version, withdraw_version
@@ -55,6 +58,11 @@ def _is_staff(request: HttpRequest) -> bool:
 
 def _download_url(representation: Representation) -> str:
     return reverse("catalog-api:representation-download", args=[representation.pk])
+
+
+def _blob_image_url(blob: StoredFile) -> str:
+    """Where a browser can fetch a stored image: a presigned URL on S3, the media URL on local disk."""
+    return blob_url(blob, filename=f"{blob.sha256[:12]}") or default_storage.url(blob.storage_name)
 
 
 def _money(amount: decimal.Decimal | None) -> str:
@@ -248,7 +256,10 @@ class CollectionVisibleFilter(admin.RelatedOnlyFieldListFilter):
 class AssetAdmin(ServiceAdmin):
     visible_to = staticmethod(selectors.assets_visible_to)
     form = AssetForm
-    list_display = ["name", "slug", "collection", "state", "category", "tag_list", "owner", "latest_version", "cost"]
+    list_display = ["thumbnail_image", "name", "slug", "collection", "state", "category", "tag_list", "owner",
+                    "latest_version", "cost"]
+    list_display_links = ["thumbnail_image", "name"]
+    list_select_related = ["collection", "owner", "licence", "thumbnail"]
     list_filter = [
         "state",
         ("collection", CollectionVisibleFilter),
@@ -267,6 +278,13 @@ class AssetAdmin(ServiceAdmin):
         )
         zero = Value(decimal.Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
         return super().get_queryset(request).annotate(total_cost=Coalesce(Subquery(cost), zero))
+
+    @admin.display(description="thumbnail")
+    def thumbnail_image(self, obj: Asset) -> SafeString | str:
+        if obj.thumbnail is None:
+            return ""
+        return format_html("<img src='{}' alt='' width='48' height='48' style='object-fit:contain'>",
+                           _blob_image_url(obj.thumbnail))
 
     @admin.display(description="tags")
     def tag_list(self, obj: Asset) -> str:
@@ -294,12 +312,14 @@ class AssetAdmin(ServiceAdmin):
         editable = ["name", "description", "category", "licence", "tag_names", "seen_row_version"]
         if obj is None:
             return ["collection", "slug", *editable]
-        return ["collection", "slug", "state", "owner", *editable, "cost_summary", "created_at", "updated_at"]
+        return ["thumbnail_image", "collection", "slug", "state", "owner", *editable, "cost_summary", "created_at",
+                "updated_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return []
-        readonly = ["collection", "slug", "state", "owner", "cost_summary", "created_at", "updated_at"]
+        readonly = ["thumbnail_image", "collection", "slug", "state", "owner", "cost_summary", "created_at",
+                    "updated_at"]
         if not self.has_change_permission(request, obj):
             readonly += ["name", "description", "category", "licence", "tag_names"]
         return readonly

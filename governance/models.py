@@ -65,6 +65,7 @@ class SigningKey(models.Model):
     class Purpose(models.TextChoices):
         TREE_HEAD = "tree_head", "Signed tree heads of the audit log"
         ATTESTATION = "attestation", "Provenance attestations"
+        C2PA = "c2pa", "C2PA content credentials of images"
 
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -77,6 +78,9 @@ class SigningKey(models.Model):
     public_key = models.BinaryField(editable=False, help_text="Raw 32-byte Ed25519 public key.")
     encrypted_private_key = models.BinaryField(editable=False)
     encryption_key_id = models.CharField(max_length=64, editable=False, help_text="Which key-encryption key wraps it.")
+    certificate_chain = models.TextField(
+        blank=True, editable=False, help_text="PEM chain (leaf first) certifying the key; C2PA signing needs one."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True, help_text="Retired from signing; still verifies.")
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -194,13 +194,16 @@ def submit_job(
 UNDISPATCHED = "undispatched"
 
 
-def dispatch(job_id: int, queue: str) -> bool:
-    """Send the job to its queue. A broker that is down does not undo the committed job: it is marked
-    undispatched and the stall sweep sends it again."""
+def dispatch(job_id: int, queue: str, *, countdown: float | None = None) -> bool:
+    """Send the job to its queue (after `countdown` seconds). A broker that is down does not undo the committed
+    job: it is marked undispatched and the stall sweep sends it again."""
     from reconstruction.tasks import run_job  # tasks import services; import at call time
 
     try:
-        run_job.apply_async(args=[job_id], queue=queue)
+        if countdown is None:
+            run_job.apply_async(args=[job_id], queue=queue)
+        else:
+            run_job.apply_async(args=[job_id], queue=queue, countdown=countdown)
     except Exception:  # kombu/amqp raise many kinds when the broker is unreachable
         log.exception("could not send job %s to queue %s; the stall sweep will send it again", job_id, queue)
         Job.objects.filter(pk=job_id, state=State.QUEUED).update(stage=UNDISPATCHED)

@@ -268,7 +268,7 @@ def run_job(self: Any, job_id: int) -> str:
         raise self.retry(exc=exc, countdown=RETRY_BACKOFF_S[min(self.request.retries, len(RETRY_BACKOFF_S) - 1)]) from exc
     if outcome.status == "retry" and outcome.job is not None:
         countdown = RETRY_BACKOFF_S[min(outcome.job.attempts - 1, len(RETRY_BACKOFF_S) - 1)]
-        self.apply_async(args=[job_id], queue=outcome.job.queue, countdown=countdown)
+        services.dispatch(job_id, outcome.job.queue, countdown=countdown)
     return outcome.status
 
 

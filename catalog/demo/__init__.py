@@ -139,6 +139,7 @@ class DemoResult:
     collection_created: bool = False
     assets_created: list[str] = field(default_factory=list)
     assets_present: list[str] = field(default_factory=list)
+    thumbnails_requested: list[str] = field(default_factory=list)
 
 
 def ensure_admin(*, password_file: Path) -> tuple[Any, bool]:
@@ -258,8 +259,23 @@ def _is_loaded(collection: Collection, slug: str) -> bool:
     ).exists()
 
 
-def load_demo(*, password_file: Path | None = None, log: Callable[[str], None] = lambda _: None) -> DemoResult:
-    """Roles, the admin login and the demo collection with its published assets; a no-op when all exist."""
+def request_thumbnails(*, actor: Any, collection: Collection) -> list[str]:
+    """Queue a thumbnail render (the worker's `reconstruction.render_thumbnail` task, asked for by name so the
+    catalog does not import the renderer) for each published demo asset that has none yet."""
+    from config.celery import app
+
+    versions = list(AssetVersion.objects.filter(
+        asset__collection=collection, asset__thumbnail__isnull=True, state=AssetVersion.State.PUBLISHED,
+    ).select_related("asset"))
+    for version in versions:
+        app.send_task("reconstruction.render_thumbnail", args=[version.pk, actor.pk], queue="cpu")
+    return [v.asset.slug for v in versions]
+
+
+def load_demo(*, password_file: Path | None = None, thumbnails: bool = True,
+              log: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Roles, the admin login and the demo collection with its published assets; a no-op when all exist
+    (apart from asking the worker again for thumbnails it has not rendered yet)."""
     result = DemoResult()
     ensure_role_groups()
     result.password_file = password_file or Path(settings.VAR_DIR) / "admin-password.txt"
@@ -278,4 +294,6 @@ def load_demo(*, password_file: Path | None = None, log: Callable[[str], None] =
         log(f"Loading {spec.name} from {spec.filename}…")
         create_demo_asset(actor=admin, collection=collection, spec=spec, licence=licence)
         result.assets_created.append(spec.slug)
+    if thumbnails:
+        result.thumbnails_requested = request_thumbnails(actor=admin, collection=collection)
     return result

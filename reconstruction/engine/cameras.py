@@ -137,7 +137,7 @@ def camera_looking_at(
 # Quaternions: COLMAP stores (qw, qx, qy, qz) of the world→camera rotation.
 
 
-def qvec_to_rotmat(q: Sequence[float]) -> np.ndarray:
+def qvec_to_rotmat(q: Sequence[float] | np.ndarray) -> np.ndarray:
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
     return np.array(
         [
@@ -202,8 +202,8 @@ def read_cameras_txt(path: Path) -> dict[int, tuple[str, int, int, np.ndarray, t
                 f"{path.name} line {number}: {model} takes {len(CAMERA_MODELS[model])} parameters, got {len(params)}"
             )
         p = dict(zip(CAMERA_MODELS[model], params, strict=True))
-        fx = p.get("fx", p.get("f"))
-        fy = p.get("fy", p.get("f"))
+        fx = p["fx"] if "fx" in p else p["f"]
+        fy = p["fy"] if "fy" in p else p["f"]
         distortion = (p.get("k1", p.get("k", 0.0)), p.get("k2", 0.0), p.get("p1", 0.0), p.get("p2", 0.0))
         cameras[camera_id] = (model, width, height, intrinsics(fx, fy, p["cx"], p["cy"]), distortion)
     return cameras

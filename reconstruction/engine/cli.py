@@ -163,10 +163,11 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    result.mesh_path = args.out / result.mesh_path.relative_to(scratch)
-    result.texture_paths = [args.out / p.relative_to(scratch) for p in result.texture_paths]
+    moved = scratch.resolve()
+    result.mesh_path = args.out / Path(result.mesh_path).resolve().relative_to(moved)
+    result.texture_paths = [args.out / Path(p).resolve().relative_to(moved) for p in result.texture_paths]
     if result.cameras_path is not None:
-        result.cameras_path = args.out / result.cameras_path.relative_to(scratch)
+        result.cameras_path = args.out / Path(result.cameras_path).resolve().relative_to(moved)
     result.write_report(args.out / "result.json")
     print(f"{result.mesh_path} ({result.resources.wall_s:.1f} s); report {args.out / 'result.json'}")
     return 0

@@ -54,9 +54,12 @@ def load_scene(mesh: Path | str | trimesh.Trimesh | trimesh.Scene) -> trimesh.Sc
         scene = trimesh.Scene(mesh)
     else:
         try:
-            scene = trimesh.load(str(mesh), force="scene")
+            loaded = trimesh.load(str(mesh), force="scene")
         except Exception as exc:  # trimesh raises many kinds for a bad file
             raise RenderError(f"Cannot load mesh {Path(mesh).name}: {exc}") from None
+        if not isinstance(loaded, trimesh.Scene):
+            raise RenderError(f"Cannot load mesh {Path(mesh).name}: not a scene of triangles.")
+        scene = loaded
     if not any(isinstance(g, trimesh.Trimesh) and len(g.faces) for g in scene.geometry.values()):
         raise RenderError("The mesh has no triangles to render.")
     return scene

@@ -13,7 +13,7 @@ from catalog.models import Asset, AssetVersion, CaptureImage, Collection
 from catalog.permissions import Role, assign_role
 from governance.models import AuditEvent
 from governance.publishing import publish_version
-from tests.catalog.conftest import glb_bytes
+from tests.catalog.conftest import glb_bytes, image_bytes
 from tests.factories import CaptureFactory, LicenceFactory, StoredFileFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -80,6 +80,15 @@ def test_the_asset_changelist_shows_state_tags_latest_version_and_cost(manager):
     assert "v1" in page
     # 360 GPU seconds at the default 2.50 per GPU hour.
     assert "0.25" in page
+
+
+def test_the_asset_changelist_shows_thumbnails(manager):
+    asset = Asset.objects.get(slug="oak-chair")
+    services.set_thumbnail(actor=asset.owner, asset=asset, stream=io.BytesIO(image_bytes("PNG", (64, 64))),
+                           filename="thumb.png")
+    page = admin_client(manager).get("/admin/catalog/asset/").content.decode()
+    asset.refresh_from_db()
+    assert f"<img src='/media/{asset.thumbnail.storage_name}'" in page
 
 
 def test_another_collections_asset_is_not_found_for_the_manager(manager, other_collection):

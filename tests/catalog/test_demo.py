@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def run(password_file) -> str:
     out = io.StringIO()
-    call_command("load_demo", password_file=password_file, stdout=out)
+    call_command("load_demo", password_file=password_file, thumbnails=False, stdout=out)
     return out.getvalue()
 
 
@@ -121,3 +121,18 @@ def test_a_stray_unpublished_demo_asset_is_reported_not_overwritten(tmp_path, mo
         run(tmp_path / "pw.txt")
     assert collection.slug == DEMO_COLLECTION_SLUG
     assert Asset.objects.get(slug="spot").name == "Someone's spot"
+
+
+def test_thumbnails_are_requested_by_task_name_for_assets_without_one(monkeypatch, owner):
+    from catalog.demo import request_thumbnails
+    from config.celery import app
+    from tests.factories import AssetVersionFactory, CollectionFactory, StoredFileFactory
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    collection = CollectionFactory(slug="demo")
+    bare = AssetVersionFactory(asset__collection=collection, state="published")
+    AssetVersionFactory(asset__collection=collection, state="published", asset__thumbnail=StoredFileFactory())
+    AssetVersionFactory(asset__collection=collection, state="open")
+    assert request_thumbnails(actor=owner, collection=collection) == [bare.asset.slug]
+    assert sent == [("reconstruction.render_thumbnail", [bare.pk, owner.pk], "cpu")]

@@ -1,10 +1,18 @@
-"""Fixtures of the governance tests."""
+"""Fixtures and helpers of the governance tests: audit events through the real write path, a collection with
+its roles, and versions built and submitted through the catalog services."""
 from __future__ import annotations
+
+import io
 
 import pytest
 from django.db import transaction
+from rest_framework.test import APIClient
 
+from catalog import services
+from catalog.permissions import Role, assign_role
 from governance.audit import record_event
+from tests.catalog.conftest import _fast_password_hashing, glb_bytes, image_bytes, user_with_role  # noqa: F401
+from tests.factories import CollectionFactory, LicenceFactory, UserFactory
 
 
 def append_events(count: int, action: str = "test.event") -> list:
@@ -14,6 +22,23 @@ def append_events(count: int, action: str = "test.event") -> list:
         with transaction.atomic():
             events.append(record_event(actor="tester", action=action, data={"i": i}))
     return events
+
+
+def client_for_user(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def submitted_version(actor, collection, *, slug: str = "chair", files: tuple[str, ...] = ("chair.glb",)):
+    """A version built and submitted through the catalog services (which attest it on submission)."""
+    asset = services.create_asset(actor=actor, collection=collection, slug=slug, name=slug.title(),
+                                  licence=LicenceFactory(spdx_id="CC-BY-4.0", name="Creative Commons Attribution 4.0"))
+    version = services.create_version(actor=actor, asset=asset)
+    for i, name in enumerate(files):
+        services.add_representation(actor=actor, version=version, stream=io.BytesIO(glb_bytes(1.0 + i)), filename=name,
+                                    lod_level=i)
+    return services.submit_version(actor=actor, version=version)
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +51,8 @@ def _clear_key_cache():
     keys._private_cache.clear()
 
 
-from tests.catalog.conftest import _fast_password_hashing, glb_bytes, user_with_role  # noqa: E402,F401
-
-
 @pytest.fixture
 def collection(db):
-    from catalog.permissions import Role, assign_role
-    from tests.factories import CollectionFactory, UserFactory
-
     owner = UserFactory(username="owner")
     collection = CollectionFactory(owner=owner, slug="spring-line", name="Spring line")
     assign_role(owner, Role.ADMIN, collection)
@@ -42,30 +61,4 @@ def collection(db):
 
 @pytest.fixture
 def contributor(collection):
-    from catalog.permissions import Role
-
     return user_with_role(Role.CONTRIBUTOR, collection, "carla")
-
-
-def submitted_version(actor, collection, *, slug: str = "chair", files: tuple[str, ...] = ("chair.glb",)):
-    """A version built and submitted through the catalog services (which attest it on submission)."""
-    import io
-
-    from catalog import services
-    from tests.factories import LicenceFactory
-
-    asset = services.create_asset(actor=actor, collection=collection, slug=slug, name=slug.title(),
-                                  licence=LicenceFactory(spdx_id="CC-BY-4.0", name="Creative Commons Attribution 4.0"))
-    version = services.create_version(actor=actor, asset=asset)
-    for i, name in enumerate(files):
-        services.add_representation(actor=actor, version=version, stream=io.BytesIO(glb_bytes(1.0 + i)), filename=name,
-                                    lod_level=i)
-    return services.submit_version(actor=actor, version=version)
-
-
-def client_for_user(user):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(user)
-    return client

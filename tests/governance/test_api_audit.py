@@ -81,6 +81,8 @@ def test_inclusion_proof_verifies_against_the_signed_head(global_auditor):
     append_events(10)
     head = sign_tree_head()
     client = client_for_user(global_auditor)
+    event = client.get("/api/v1/audit/events/4/").json()
+    assert event["seq"] == 4 and event["leaf_hash"] == AuditEvent.objects.get(seq=4).leaf_hash
     body = client.get("/api/v1/audit/events/4/proof").json()
     assert body["tree_size"] == head.tree_size and body["tree_head"]["id"] == head.pk
     verify_inclusion(bytes.fromhex(body["leaf_hash"]), 4, body["tree_size"], [bytes.fromhex(p) for p in body["proof"]],

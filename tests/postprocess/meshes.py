@@ -1,13 +1,17 @@
 """Small meshes built in code for the post-processing tests (no files, nothing random)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import trimesh
 from PIL import Image
 
 from reconstruction.engine.postprocess.asset import Asset, Material, Texture
 
-SPOT = "/work/shared/data/gltf/spot.glb"
+# ../shared/data beside the repository (see shared/data/README.md); Spot is public domain.
+SHARED_GLTF = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gltf"
+SPOT = str(SHARED_GLTF / "spot.glb")
 
 
 def asset_from(mesh: trimesh.Trimesh, name: str = "test", material: Material | None = None, uvs=None) -> Asset:

@@ -71,8 +71,17 @@ def test_usdz_with_several_materials_binds_subsets(tmp_path):
     assert result.verdict.errors == []
 
 
-def test_fbx_reimports_with_the_same_triangles_and_materials(spot, tmp_path):
-    result = export_fbx(spot, tmp_path / "fbx" / "spot.fbx", image_format="jpeg")
+def test_fbx_from_blender_is_binary_and_reimports_in_blender_and_assimp(spot, tmp_path):
+    result = export_fbx(spot, tmp_path / "spot.fbx", image_format="jpeg", writer="blender")
+    details = result.verdict.details
+    assert result.verdict.tool == "Blender FBX importer (re-import)" and result.verdict.errors == []
+    assert (tmp_path / "spot.fbx").read_bytes().startswith(b"Kaydara FBX Binary")
+    assert details["blender"]["triangles"] == spot.triangle_count and details["blender"]["materials"] == 1
+    assert details["assimp"]["triangles"] == spot.triangle_count
+
+
+def test_fbx_from_assimp_falls_back_to_ascii_that_reimports(spot, tmp_path):
+    result = export_fbx(spot, tmp_path / "fbx" / "spot.fbx", image_format="jpeg", writer="assimp")
     details = result.verdict.details
     assert result.verdict.errors == []
     assert details["triangles_written"] == spot.triangle_count
@@ -84,12 +93,13 @@ def test_fbx_reimports_with_the_same_triangles_and_materials(spot, tmp_path):
         assert (tmp_path / "fbx" / "spot.fbx").read_bytes().startswith(b"; FBX 7.5.0 project file")
 
 
-def test_fbx_keeps_every_material(tmp_path):
+@pytest.mark.parametrize("writer", ["blender", "assimp"])
+def test_fbx_keeps_every_material(tmp_path, writer):
     plane = two_colour_plane()
     second = plane.materials[0].replace(name="second", textures={})
     asset = plane.replace(materials=(plane.materials[0], second),
                           face_materials=(np.arange(plane.triangle_count) % 2).astype(np.int32))
-    result = export_fbx(asset, tmp_path / "two.fbx")
+    result = export_fbx(asset, tmp_path / "two.fbx", writer=writer)
     assert result.verdict.errors == []
     assert result.verdict.details["materials_written"] == 2
 

@@ -1,5 +1,7 @@
-"""Real Celery worker processes on the real RabbitMQ, against the test database: a job goes end to end, and a
-worker killed with SIGKILL mid-job leaves no duplicate while a second worker completes the job."""
+"""Real Celery worker processes on the real brokers (RabbitMQ, and Redis as the alternative), against the test
+database: a job goes end to end, and a worker killed with SIGKILL mid-job leaves no duplicate while a second
+worker completes the job. RabbitMQ redelivers the killed worker's message at once; Redis only after its
+visibility timeout (hours), so there the stall sweep alone brings the job back."""
 from __future__ import annotations
 
 import os
@@ -21,6 +23,8 @@ from reconstruction.models import ReconstructionJob
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 AMQP_URL = os.environ.get("ASSAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("ASSAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")  # a database only these tests use
+BROKERS = pytest.mark.parametrize("broker_url", [AMQP_URL, REDIS_URL], ids=["rabbitmq", "redis"])
 REPO = Path(__file__).resolve().parents[2]
 CELERY = Path(sys.executable).parent / "celery"
 HEARTBEAT_S, STALL_AFTER_S = 0.5, 3.0
@@ -34,14 +38,19 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def start_worker(settings, tmp_path) -> Iterator[Callable[[str], subprocess.Popen]]:
+def broker_url() -> str:
+    return AMQP_URL
+
+
+@pytest.fixture
+def start_worker(settings, tmp_path, broker_url) -> Iterator[Callable[[str], subprocess.Popen]]:
     """Starts `celery worker -Q cpu --pool solo` processes on the test database; each is always terminated."""
     settings.ASSAY_JOB_STALL_AFTER_S = STALL_AFTER_S
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": AMQP_URL,
+        "CELERY_BROKER_URL": broker_url,
         "ASSAY_MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ASSAY_JOB_WORKDIR": str(tmp_path),
         "ASSAY_JOB_HEARTBEAT_S": str(HEARTBEAT_S),
@@ -75,15 +84,21 @@ def start_worker(settings, tmp_path) -> Iterator[Callable[[str], subprocess.Pope
 
 
 @pytest.fixture
-def to_rabbitmq(monkeypatch):
+def to_broker(monkeypatch, broker_url):
     """This test process publishes to the real broker (its settings default to the filesystem transport)."""
     original = tasks.run_job.apply_async
 
     def publish(args, queue, **options):
-        with tasks.run_job.app.connection_for_write(AMQP_URL) as conn:
+        with tasks.run_job.app.connection_for_write(broker_url) as conn:
             return original(args=args, queue=queue, connection=conn, **options)
 
     monkeypatch.setattr(tasks.run_job, "apply_async", publish)
+    yield
+    if broker_url.startswith("redis://"):
+        # A killed worker's message stays "unacked" in Redis until its visibility timeout (hours); this Redis
+        # database is reserved for these tests, so empty it rather than leave a stray delivery behind.
+        with tasks.run_job.app.connection_for_write(broker_url) as conn:
+            conn.default_channel.client.flushdb()
 
 
 def wait_until(condition: Callable[[], bool], *, deadline_s: float, logs: Path, every: Callable[[], object] | None = None):
@@ -103,7 +118,8 @@ def job_state(job: ReconstructionJob) -> str:
     return job.state
 
 
-def test_job_runs_end_to_end_on_a_real_worker(owner, capture, asset, backend, start_worker, to_rabbitmq, tmp_path):
+@BROKERS
+def test_job_runs_end_to_end_on_a_real_worker(owner, capture, asset, backend, start_worker, to_broker, tmp_path):
     start_worker("w1")
     job, _ = services.submit_job(owner, capture=capture, asset=asset, backend="test-icosphere",
                                  parameters={"subdivisions": 2}, idempotency_key="integration-1")
@@ -117,7 +133,8 @@ def test_job_runs_end_to_end_on_a_real_worker(owner, capture, asset, backend, st
     assert job.attempts == 1
 
 
-def test_worker_killed_mid_job_leaves_no_duplicate(owner, capture, asset, backend, start_worker, to_rabbitmq, tmp_path):
+@BROKERS
+def test_worker_killed_mid_job_leaves_no_duplicate(owner, capture, asset, backend, start_worker, to_broker, tmp_path):
     gate = tmp_path / "gate"
     first = start_worker("w1")
     job, _ = services.submit_job(owner, capture=capture, asset=asset, backend="test-icosphere",

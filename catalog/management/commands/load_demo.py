@@ -16,10 +16,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--password-file", type=Path, default=None,
                             help="Where a new admin's random password is written (default: var/admin-password.txt).")
+        parser.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
+                            help="Do not queue thumbnail renders for the worker.")
 
-    def handle(self, *args, password_file: Path | None, **options) -> None:
+    def handle(self, *args, password_file: Path | None, thumbnails: bool, **options) -> None:
         try:
-            result = load_demo(password_file=password_file, log=self.stdout.write)
+            result = load_demo(password_file=password_file, thumbnails=thumbnails, log=self.stdout.write)
         except (DomainError, OSError, ValueError) as exc:
             raise CommandError(f"load_demo failed: {exc}") from exc
         source = f"${PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else str(result.password_file)
@@ -33,3 +35,5 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Demo collection: published {', '.join(result.assets_created)}."))
         else:
             self.stdout.write("Demo collection already loaded; nothing to do.")
+        if result.thumbnails_requested:
+            self.stdout.write(f"Queued thumbnail renders for the worker: {', '.join(result.thumbnails_requested)}.")

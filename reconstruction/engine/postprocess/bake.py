@@ -41,6 +41,7 @@ def bake(source: Asset, target: Asset, options: BakeOptions = BakeOptions()) -> 
         raise BadInput(f"cannot bake onto '{target.name}': {'; '.join(problems)}; unwrap it first")
     if options.size < 4 or options.size > 16384:
         raise BadInput(f"bake size must be between 4 and 16384 texels, got {options.size}")
+    assert target.uvs is not None  # uv_problems() refused a target without UVs
     size = int(options.size)
     diagonal = max(source.diagonal, 1e-12)
     normals = target.normals if target.normals is not None else surface.smooth_vertex_normals(target.positions, target.faces)
@@ -140,9 +141,10 @@ class _SourceSampler:
         self.scene = rtcore_scene.EmbreeScene()
         TriangleMesh(self.scene, (source.positions - self.centre).astype(np.float32), source.faces.astype(np.uint32))
         self.normals = source.normals if source.normals is not None else surface.smooth_vertex_normals(source.positions, source.faces)
-        has_normal_maps = source.uvs is not None and any(m.texture("normal") for m in source.materials)
+        has_normal_maps = any(m.texture("normal") for m in source.materials)
         self.tangents = (
-            surface.vertex_tangents(source.positions, source.faces, source.uvs, self.normals) if has_normal_maps else None
+            surface.vertex_tangents(source.positions, source.faces, source.uvs, self.normals)
+            if has_normal_maps and source.uvs is not None else None
         )
         self.face_normals, _ = surface.face_normals_and_areas(source.positions, source.faces)
         self.images: dict[int, np.ndarray] = {}

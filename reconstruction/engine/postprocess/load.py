@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -70,7 +71,7 @@ def load_asset(
             "decimate it before upload or raise the max_triangles limit"
         )
     try:
-        scene = trimesh.load(str(path), force="scene", process=False)
+        scene: Any = trimesh.load(str(path), force="scene", process=False)
     except Exception as exc:  # trimesh raises anything from struct.error to KeyError on corrupt files
         raise BadInput(f"{path.name}: could not be read ({type(exc).__name__}: {exc})") from exc
 
@@ -131,7 +132,8 @@ def _declared_texture_roles(path: Path) -> set[str]:
 
 
 def _merge(parts: list[tuple[np.ndarray, trimesh.Trimesh]], transforms: dict, warnings: list[str], name: str) -> Asset:
-    positions, faces, uvs, colors, face_materials = [], [], [], [], []
+    positions, faces, colors, face_materials = [], [], [], []
+    uvs: list[np.ndarray] = []
     materials: list[Material] = []
     material_index: dict[int, int] = {}
     offset = 0
@@ -150,7 +152,7 @@ def _merge(parts: list[tuple[np.ndarray, trimesh.Trimesh]], transforms: dict, wa
         if part_uv is None and any_uv:
             part_uv = np.zeros((len(vertices), 2))
         if any_uv:
-            uvs.append(part_uv)
+            uvs.append(part_uv if part_uv is not None else np.zeros((len(vertices), 2)))
         part_color = _colors_of(geometry)
         if any_color:
             colors.append(part_color if part_color is not None else np.ones((len(vertices), 4)))
@@ -159,7 +161,7 @@ def _merge(parts: list[tuple[np.ndarray, trimesh.Trimesh]], transforms: dict, wa
             material_index[key] = len(materials)
             materials.append(_material_of(geometry, transforms, warnings))
         face_materials.append(np.full(len(tris), material_index[key], dtype=np.int32))
-    merged_uvs = np.concatenate(uvs) if any_uv else None
+    merged_uvs: np.ndarray | None = np.concatenate(uvs) if any_uv else None
     if merged_uvs is not None and not np.isfinite(merged_uvs).all():
         warnings.append("UVs contain NaN or infinite values; they are ignored and the mesh is unwrapped anew")
         merged_uvs = None

@@ -101,14 +101,14 @@ def run_pipeline(
     if (params := chosen.params("units")) is not None:
         source, report["units"] = steps.run("units", lambda: units.apply_units(source, unit, up_axis))
     if (params := chosen.params("cleanup")) is not None:
-        options = cleanup.CleanupOptions(**params)
-        source, report["cleanup"] = steps.run("cleanup", lambda: cleanup.cleanup(source, options))
+        cleanup_options = cleanup.CleanupOptions(**params)
+        source, report["cleanup"] = steps.run("cleanup", lambda: cleanup.cleanup(source, cleanup_options))
 
     lod0 = source
     if (params := chosen.params("decimate")) is not None:
         budget = int(params["max_triangles"])
-        options = decimate.DecimateOptions(**{k: v for k, v in params.items() if k != "max_triangles"})
-        lod0, report["decimate"] = steps.run("decimate", lambda: decimate.decimate(source, budget, options))
+        decimate_options = decimate.DecimateOptions(**{k: v for k, v in params.items() if k != "max_triangles"})
+        lod0, report["decimate"] = steps.run("decimate", lambda: decimate.decimate(source, budget, decimate_options))
     if (params := chosen.params("retopology")) is not None:
         budget = int(params["max_triangles"])
         if source.triangle_count > budget:
@@ -132,11 +132,12 @@ def run_pipeline(
                 lod0, capped = steps.run("decimate_for_unwrap", lambda: decimate.decimate(lod0, cap))
             target = lod0.replace(uvs=None, colors=None)
             unwrapped, unwrap_report = steps.run("unwrap", lambda: uv.unwrap(target, uv.UnwrapOptions(texture_size=size)))
-            options = bake.BakeOptions(size=size, ao_rays=int(params.get("ao_rays", 16)))
-            lod0, bake_report = steps.run("bake", lambda: bake.bake(source, unwrapped, options))
+            bake_options = bake.BakeOptions(size=size, ao_rays=int(params.get("ao_rays", 16)))
+            lod0, bake_report = steps.run("bake", lambda: bake.bake(source, unwrapped, bake_options))
             report["unwrap_and_bake"] = {"reason": reason, "decimated_for_unwrap": capped, "unwrap": unwrap_report, "bake": bake_report}
     if (params := chosen.params("textures")) is not None:
-        lod0, report["textures"] = steps.run("textures", lambda: textures.fit_textures(lod0, int(params["max_size"])))
+        texture_budget = int(params["max_size"])
+        lod0, report["textures"] = steps.run("textures", lambda: textures.fit_textures(lod0, texture_budget))
     if lod0.uvs is not None:
         largest = max((max(t.size) for m in lod0.materials for t in m.textures.values()), default=0)
         if largest:
@@ -149,7 +150,7 @@ def run_pipeline(
     radius = lod0.diagonal / 2
 
     def make_lods() -> list[tuple[Asset, dict[str, Any]]]:
-        levels = []
+        levels: list[tuple[Asset, dict[str, Any]]] = []
         for level, ratio in enumerate(ratios):
             if level == 0:
                 levels.append((lod0, {"error_m": 0.0}))

@@ -165,7 +165,7 @@ class PhotogrammetryBackend:
         silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None]
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
-            min_component_share=config.min_component_share, silhouettes=silhouettes or None,
+            min_component_share=config.min_component_share, max_triangles=config.max_triangles, silhouettes=silhouettes or None,
         )
         metrics["mesh"] = mesh_report
         timings["meshing"] = time.perf_counter() - started

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import open3d as o3d
 import torch
 import torch.nn.functional as F
 
@@ -95,42 +96,34 @@ def fuse(
     max_relative_depth: float,
     min_views: int,
 ) -> PointCloud:
-    """All views' consistent points with colours and normals (from the depth map, facing its camera)."""
-    all_points, all_colours, all_normals, all_views = [], [], [], []
-    for index, view in enumerate(views):
+    """All views' consistent points with colours and normals (facing the camera each point came from)."""
+    all_points, all_colours, all_views = [], [], []
+    for index in range(len(views)):
         points, pixel_ids = consistent_points(
             index, views, depths, neighbours[index],
             max_pixels=max_pixels, max_relative_depth=max_relative_depth, min_views=min_views,
         )
         if pixel_ids.numel() == 0:
             continue
-        normals = _depth_normals(view, depths[index].depth)[:, pixel_ids]
         ids = pixel_ids.cpu().numpy()
         all_points.append(points.T.cpu().numpy())
         all_colours.append(colours[index].reshape(-1, 3)[ids])
-        all_normals.append(normals.T.cpu().numpy())
         all_views.append(np.full(len(ids), index))
     if not all_points:
         empty = np.zeros((0, 3))
         return PointCloud(empty, empty, empty, np.zeros(0, dtype=int))
-    return PointCloud(
-        np.concatenate(all_points).astype(np.float64),
-        np.concatenate(all_colours).astype(np.float64),
-        np.concatenate(all_normals).astype(np.float64),
-        np.concatenate(all_views),
-    )
+    points = np.concatenate(all_points).astype(np.float64)
+    view_index = np.concatenate(all_views)
+    centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
+    normals = _oriented_normals(points, centres[view_index])
+    return PointCloud(points, np.concatenate(all_colours).astype(np.float64), normals, view_index)
 
 
-def _depth_normals(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
-    """World-space unit normals (3, H*W) from central differences of the depth map's 3D points."""
-    points = _backproject(view, depth).reshape(3, view.height, view.width)
-    dx = torch.zeros_like(points)
-    dy = torch.zeros_like(points)
-    dx[:, :, 1:-1] = points[:, :, 2:] - points[:, :, :-2]
-    dy[:, 1:-1] = points[:, 2:] - points[:, :-2]
-    normals = torch.linalg.cross(dx, dy, dim=0).reshape(3, -1)
-    centre = -view.R.T @ view.t
-    to_camera = centre[:, None] - points.reshape(3, -1)
-    flip = (normals * to_camera).sum(dim=0) < 0
-    normals = torch.where(flip[None], -normals, normals)
-    return normals / normals.norm(dim=0, keepdim=True).clamp_min(1e-12)
+def _oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:
+    """Unit normals from each point's 16 nearest neighbours (PCA), flipped to face the camera that saw the point."""
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=16))
+    normals = np.asarray(cloud.normals).copy()
+    flip = np.einsum("ij,ij->i", normals, camera_centres - points) < 0
+    normals[flip] *= -1
+    return normals

@@ -30,6 +30,7 @@ def poisson_mesh(
     depth: int,
     density_trim_quantile: float,
     min_component_share: float,
+    max_triangles: int,
     silhouettes: list[tuple[Camera, np.ndarray]] | None = None,
 ) -> tuple[Mesh, dict[str, float | int]]:
     """A trimmed watertight-where-supported surface through `cloud`, and counts of what each trim removed."""
@@ -70,6 +71,13 @@ def poisson_mesh(
     mesh_out = Mesh(vertices[used].copy(), remap[faces])
     if len(mesh_out.faces) == 0:
         raise BackendFailed("The surface was empty after trimming; the fused points do not describe a surface.")
+    if len(mesh_out.faces) > max_triangles:
+        simplified = o3d.geometry.TriangleMesh(
+            o3d.utility.Vector3dVector(mesh_out.vertices), o3d.utility.Vector3iVector(mesh_out.faces)
+        ).simplify_quadric_decimation(max_triangles)
+        simplified.remove_unreferenced_vertices()
+        mesh_out = Mesh(np.asarray(simplified.vertices).copy(), np.asarray(simplified.triangles).copy())
+        report["simplified_to"] = len(mesh_out.faces)
     report["triangles"] = len(mesh_out.faces)
     report["vertices"] = len(mesh_out.vertices)
     return mesh_out, report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -10,6 +11,7 @@ from ..asset import Asset
 from .gltf import encode_image, with_shading_frames
 from .verdict import ExportResult, Verdict
 
+_TRIMESH_VERSION = str(trimesh.__version__)
 _MTL_MAPS = {"base_color": "map_Kd", "normal": "norm", "emissive": "map_Ke", "metallic_roughness": "map_Pr"}
 
 
@@ -50,7 +52,7 @@ def write_obj(asset: Asset, path: Path | str, image_format: str = "png") -> tupl
         np.savetxt(handle, asset.positions, fmt="v %.7g %.7g %.7g")
         if asset.uvs is not None:
             np.savetxt(handle, np.column_stack([asset.uvs[:, 0], 1.0 - asset.uvs[:, 1]]), fmt="vt %.7g %.7g")
-        np.savetxt(handle, asset.normals, fmt="vn %.6f %.6f %.6f")
+        np.savetxt(handle, with_shading_frames(asset).normals, fmt="vn %.6f %.6f %.6f")  # type: ignore[arg-type]
         for index, material in enumerate(asset.materials):
             faces = asset.faces[asset.face_materials == index] + 1
             if len(faces) == 0:
@@ -78,16 +80,16 @@ def write_ply(asset: Asset, path: Path | str) -> Path:
 def _read_back(path: Path, asset: Asset, expect_uvs: bool) -> Verdict:
     errors = []
     try:
-        loaded = trimesh.load(str(path), force="mesh", process=False)
+        loaded: Any = trimesh.load(str(path), force="mesh", process=False)
     except Exception as exc:  # any parse failure is the verdict, not a crash
-        return Verdict("trimesh read-back", trimesh.__version__, errors=[f"could not be read: {exc}"])
+        return Verdict("trimesh read-back", _TRIMESH_VERSION, errors=[f"could not be read: {exc}"])
     if len(loaded.faces) != asset.triangle_count:
         errors.append(f"read back {len(loaded.faces)} triangles, wrote {asset.triangle_count}")
     if not np.allclose(loaded.bounds, asset.bounds, atol=1e-5 * max(asset.diagonal, 1e-9)):
         errors.append("bounds differ after reading back")
     if expect_uvs and getattr(loaded.visual, "uv", None) is None:
         errors.append("texture coordinates were lost")
-    return Verdict("trimesh read-back", trimesh.__version__, errors=errors,
+    return Verdict("trimesh read-back", _TRIMESH_VERSION, errors=errors,
                    details={"triangles": int(len(loaded.faces))})
 
 

@@ -1,11 +1,14 @@
-"""FBX through assimp (Debian `assimp-utils`), re-imported by assimp to check triangles and materials.
+"""FBX export, re-imported to check the triangle count and materials.
 
-assimp 5.2's binary FBX writer produces files its own reader rejects ('block offset is out of range'), so
-binary is tried first and kept only if it re-imports; otherwise the ASCII FBX 7.5 it writes (which does
-re-import) is delivered, and the verdict says which.
+With Blender (Debian `blender`, 3.4) installed, a binary FBX is written by Blender's exporter (textures
+embedded) from our GLB and re-imported by Blender's FBX importer, with assimp's reading of it as a second
+opinion. Without Blender, assimp (Debian `assimp-utils`) writes it: assimp 5.2's binary FBX writer produces
+files its own reader rejects ('block offset is out of range'), so binary is tried first and kept only if it
+re-imports; otherwise the ASCII FBX 7.5 it writes (which does re-import) is delivered, and the verdict says so.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from ..asset import Asset
-from ..errors import PostprocessError
+from ..errors import PostprocessError, ToolMissing
 from . import tools
 from .archive import write_obj
+from .gltf import write_glb
 from .verdict import ExportResult, Verdict
 
 
@@ -42,9 +46,64 @@ def reimport(path: Path) -> dict[str, int | str]:
     }
 
 
-def export_fbx(asset: Asset, path: Path | str, image_format: str = "png") -> ExportResult:
+def _blender(args: list[str], timeout_s: float = 900.0) -> dict:
+    blender = shutil.which("blender")
+    if blender is None:
+        raise ToolMissing("blender is not installed (Debian package blender)")
+    script = Path(__file__).with_name("blender_fbx.py")
+    completed = subprocess.run(
+        [blender, "-b", "--factory-startup", "--python-exit-code", "3", "--python", str(script), "--", *args],
+        capture_output=True, text=True, timeout=timeout_s,
+    )
+    found = re.search(r"^ASSAY_RESULT (\{.*\})$", completed.stdout, re.M)
+    if completed.returncode != 0 or found is None:
+        tail = (completed.stderr or completed.stdout).strip()[-400:]
+        return {"error": f"blender exited with {completed.returncode}: {tail}"}
+    return json.loads(found.group(1))
+
+
+def export_fbx(asset: Asset, path: Path | str, image_format: str = "png", writer: str | None = None) -> ExportResult:
+    """Binary FBX via Blender when installed (`writer="blender"`), else assimp (`writer="assimp"`)."""
+    writer = writer or ("blender" if shutil.which("blender") else "assimp")
+    if writer == "blender":
+        return _export_with_blender(asset, Path(path), image_format)
+    return _export_with_assimp(asset, Path(path), image_format)
+
+
+def _export_with_blender(asset: Asset, path: Path, image_format: str) -> ExportResult:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    used_materials = len({int(i) for i in asset.face_materials})
+    with tempfile.TemporaryDirectory(prefix="fbx-") as scratch:
+        source = write_glb(asset, Path(scratch) / f"{path.stem}.glb", image_format)
+        written = _blender(["export", str(source), str(path)])
+    if "error" in written or not path.is_file():
+        raise PostprocessError(f"Blender could not write {path.name}: {written.get('error', 'no file written')}")
+    back = _blender(["inspect", str(path)])
+    second = reimport(path) if shutil.which("assimp") else {"error": "assimp not installed"}
+    errors = []
+    if "error" in back:
+        errors.append(f"Blender could not re-import the FBX: {back['error']}")
+    else:
+        if back["triangles"] != asset.triangle_count:
+            errors.append(f"re-imported {back['triangles']} triangles, wrote {asset.triangle_count}")
+        if back["materials"] < used_materials:
+            errors.append(f"re-imported {back['materials']} materials, wrote {used_materials}")
+    warnings = []
+    if "error" in second:
+        warnings.append(f"assimp does not read this FBX: {second['error']}")
+    elif second.get("triangles") != asset.triangle_count:
+        warnings.append(f"assimp reads {second.get('triangles')} triangles")
+    verdict = Verdict(
+        tool="Blender FBX importer (re-import)", version=str(back.get("blender", written.get("blender", ""))),
+        errors=errors, warnings=warnings,
+        details={"encoding": "binary", "writer": "blender", "blender": back, "assimp": second,
+                 "triangles_written": asset.triangle_count, "materials_written": used_materials},
+    )
+    return ExportResult(str(path), "fbx", path.stat().st_size, verdict)
+
+
+def _export_with_assimp(asset: Asset, path: Path, image_format: str) -> ExportResult:
     """FBX with textures beside it; the verdict compares the re-imported triangle and material counts."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     used_materials = len({int(i) for i in asset.face_materials})
     attempts: dict[str, dict] = {}
@@ -82,7 +141,7 @@ def export_fbx(asset: Asset, path: Path | str, image_format: str = "png") -> Exp
                         "ASCII FBX 7.5 delivered")
     verdict = Verdict(
         tool="assimp info (re-import)", version=_assimp_version(), errors=errors, warnings=warnings,
-        details={"encoding": "binary" if chosen == "fbx" else "ascii", "attempts": attempts,
+        details={"encoding": "binary" if chosen == "fbx" else "ascii", "writer": "assimp", "attempts": attempts,
                  "triangles_written": asset.triangle_count, "materials_written": used_materials},
     )
     return ExportResult(str(path), "fbx", path.stat().st_size, verdict, textures)

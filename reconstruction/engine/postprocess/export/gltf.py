@@ -135,11 +135,11 @@ def _material(builder: _Builder, material: Material, image_format: str, cache: d
 
 def with_shading_frames(asset: Asset) -> Asset:
     """Normals always, and tangents where a normal map needs them, so every viewer shades the same."""
-    if asset.normals is None:
-        asset = asset.replace(normals=surface.smooth_vertex_normals(asset.positions, asset.faces))
-    needs_tangents = asset.uvs is not None and any(m.texture("normal") is not None for m in asset.materials)
-    if needs_tangents and asset.tangents is None:
-        asset = asset.replace(tangents=surface.vertex_tangents(asset.positions, asset.faces, asset.uvs, asset.normals))
+    normals = asset.normals if asset.normals is not None else surface.smooth_vertex_normals(asset.positions, asset.faces)
+    asset = asset.replace(normals=normals)
+    needs_tangents = any(m.texture("normal") is not None for m in asset.materials)
+    if needs_tangents and asset.tangents is None and asset.uvs is not None:
+        asset = asset.replace(tangents=surface.vertex_tangents(asset.positions, asset.faces, asset.uvs, normals))
     return asset
 
 

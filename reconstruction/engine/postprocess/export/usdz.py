@@ -84,11 +84,12 @@ def _material(stage: Usd.Stage, root: str, index: int, material: Material, folde
         return node
 
     base = texture_shader("base_color", "sRGB")
+    base_texture = material.texture("base_color")
     if base is not None:
         shader.GetInput("diffuseColor").ConnectToSource(base.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
         if material.base_color_factor[:3] != (1.0, 1.0, 1.0):
             base.CreateInput("scale", Sdf.ValueTypeNames.Float4).Set(Gf.Vec4f(r, g, b, 1.0))
-        if material.texture("base_color").image.mode in ("RGBA", "LA"):
+        if base_texture is not None and base_texture.image.mode in ("RGBA", "LA"):
             shader.CreateInput("opacity", Sdf.ValueTypeNames.Float).ConnectToSource(base.CreateOutput("a", Sdf.ValueTypeNames.Float))
     normal = texture_shader("normal", "raw")
     if normal is not None:
@@ -134,9 +135,9 @@ def write_usdz(asset: Asset, path: Path | str, image_format: str = "png") -> Pat
         mesh.CreateFaceVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(asset.triangle_count, 3, dtype=np.int32)))
         mesh.CreateFaceVertexIndicesAttr(Vt.IntArray.FromNumpy(asset.faces.reshape(-1).astype(np.int32)))
         mesh.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(asset.bounds.astype(np.float32)))
-        normals = mesh.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(asset.normals.astype(np.float32)))
+        assert asset.normals is not None  # with_shading_frames() computed them
+        mesh.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(asset.normals.astype(np.float32)))
         mesh.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
-        del normals
         mesh.CreateDoubleSidedAttr(any(m.double_sided for m in asset.materials))
         primvars = UsdGeom.PrimvarsAPI(mesh)
         if asset.uvs is not None:
