@@ -26,7 +26,7 @@ import trimesh
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruction.engine.postprocess import cleanup, decimate, measure  # noqa: E402
+from reconstruction.engine.postprocess import cleanup, decimate, measure, surface  # noqa: E402
 from reconstruction.engine.postprocess.asset import Asset, Material  # noqa: E402
 from reconstruction.engine.postprocess.export import gltf  # noqa: E402
 from reconstruction.engine.postprocess.load import load_asset  # noqa: E402
@@ -39,8 +39,10 @@ GLTFPACK = ROOT / "node_modules" / "gltfpack" / "cli.js"
 
 
 def geometry_only(asset: Asset) -> Asset:
-    """Positions and faces only: both simplifiers see the same input and are judged on geometry."""
-    return Asset(positions=asset.positions, faces=asset.faces, materials=(Material(name="m"),),
+    """Welded positions and faces only: both simplifiers see the same topology and are judged on geometry
+    (gltfpack welds a positions-only mesh itself; split UV-seam vertices would otherwise hold ours back)."""
+    welded, positions = surface.weld(asset.positions)
+    return Asset(positions=positions, faces=welded[asset.faces], materials=(Material(name="m"),),
                  face_materials=np.zeros(asset.triangle_count, dtype=np.int32), name=asset.name)
 
 

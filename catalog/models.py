@@ -162,6 +162,10 @@ class Capture(models.Model):
 class CaptureImage(models.Model):
     capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="images")
     file = models.ForeignKey(StoredFile, on_delete=models.PROTECT, related_name="capture_images")
+    mask = models.ForeignKey(
+        StoredFile, null=True, blank=True, on_delete=models.PROTECT, related_name="capture_masks",
+        help_text="Optional foreground mask (white = object), the same size as the image.",
+    )
     filename = models.CharField(max_length=255)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

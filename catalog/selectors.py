@@ -10,15 +10,36 @@ import decimal
 from collections.abc import Iterable
 from typing import Any, TypedDict
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery, Sum
 
-from catalog.models import LOD, Asset, AssetVersion, Collection, CostRecord, QualityReport, Representation, Variant
+from catalog.models import (
+    LOD,
+    Asset,
+    AssetVersion,
+    Capture,
+    CaptureImage,
+    Collection,
+    CostRecord,
+    QualityReport,
+    Representation,
+    Variant,
+)
 from catalog.permissions import Action, asset_filter, collection_filter
 
 
 def collections_visible_to(user: Any, action: Action | str = Action.VIEW) -> QuerySet[Collection]:
     """Collections the user may take `action` on."""
     return Collection.objects.filter(collection_filter(user, Action(action))).select_related("owner")
+
+
+def captures_visible_to(user: Any, action: Action | str = Action.VIEW) -> QuerySet[Capture]:
+    """Captures in collections the user may take `action` on, with their images in one more query."""
+    images = CaptureImage.objects.select_related("file", "mask").order_by("filename")
+    return (
+        Capture.objects.filter(collection_filter(user, Action(action), prefix="collection__"))
+        .select_related("collection", "created_by", "standard")
+        .prefetch_related(Prefetch("images", queryset=images))
+    )
 
 
 def assets_visible_to(user: Any, action: Action | str = Action.VIEW) -> QuerySet[Asset]:

@@ -15,6 +15,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
+from PIL import Image
 
 from catalog.capture_checks import StandardRules, analyse_image, check_capture
 from catalog.errors import (
@@ -362,6 +363,9 @@ def submit_version(*, actor: Any, version: AssetVersion) -> AssetVersion:
     record_event(actor=actor, action="version.submitted", obj=version, asset_id=version.asset_id,
                  changes={"state": [AssetVersion.State.OPEN, AssetVersion.State.SUBMITTED]},
                  data={"attestations": [a.pk for a in attested]})
+    from governance.review import enqueue_review  # governance.review calls back into this module
+
+    enqueue_review(version=version, submitted_by=actor)
     asset = Asset.objects.select_for_update().get(pk=version.asset_id)
     if asset.state == Asset.State.DRAFT:
         _set_asset_state(actor=actor, asset=asset, to_state=Asset.State.IN_REVIEW, reason=f"version {version.number} submitted")
@@ -468,12 +472,14 @@ def create_capture(
     collection: Collection,
     name: str,
     images: Iterable[tuple[str, IO[bytes]]],
+    masks: Iterable[tuple[str, IO[bytes]]] = (),
     standard: CaptureStandard | None = None,
     metadata: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Capture:
     """Store a shoot's images by content, check them against the capture standard and keep the per-image report.
 
+    `masks` are optional foreground masks, matched to images by file stem (`masks/0001.png` ↔ `0001.jpg`).
     A capture that fails its standard is still kept (with the reasons), so the photographer sees what to redo.
     """
     unknown = set(fields) - set(CAPTURE_FIELDS)
@@ -499,9 +505,10 @@ def create_capture(
             analysis = analyse_image(stream, filename=filename, sha256=blob.sha256)
             analyses.append((analysis, blob))
         report = check_capture([a for a, _ in analyses], {**(metadata or {}), **fields}, _rules(standard))
+        mask_blobs = _store_masks(masks, {a.filename: (a.width, a.height) for a, _ in analyses})
         CaptureImage.objects.bulk_create([
             CaptureImage(capture=capture, file=blob, filename=a.filename, width=a.width, height=a.height, exif=a.exif,
-                         problems=a.problems)
+                         problems=a.problems, mask=mask_blobs.get(a.filename))
             for a, blob in analyses
         ])
         capture.check_status = report["status"]
@@ -511,3 +518,33 @@ def create_capture(
                      data={"views": len(analyses), "check_status": report["status"], "standard": standard.name,
                            "images": {a.filename: blob.sha256 for a, blob in analyses}})
         return capture
+
+
+def _store_masks(masks: Iterable[tuple[str, IO[bytes]]], sizes: dict[str, tuple[int, int]]) -> dict[str, StoredFile]:
+    """Store each mask by content, matched to its image by file stem; it must be an image of the same size."""
+    by_stem = {filename.rsplit(".", 1)[0]: filename for filename in sizes}
+    stored: dict[str, StoredFile] = {}
+    for mask_name, stream in masks:
+        image_name = by_stem.get(mask_name.rsplit(".", 1)[0])
+        if image_name is None:
+            raise InvalidFile(f"Mask '{mask_name}' matches no image of the capture (masks are matched by file stem).",
+                              code=CatalogErrorCode.UNSUPPORTED_FILE)
+        if image_name in stored:
+            raise Duplicate(f"Two masks are given for image '{image_name}'.")
+        blob, kind = store_stream(stream, filename=mask_name)
+        if kind.format not in IMAGE_FORMATS:
+            raise InvalidFile(f"Mask '{mask_name}' is a {kind.format.upper()} file, not a PNG or JPEG image.",
+                              code=CatalogErrorCode.UNSUPPORTED_FILE)
+        stream.seek(0)
+        with Image.open(stream) as mask_image:
+            size = mask_image.size
+        if size != sizes[image_name]:
+            width, height = sizes[image_name]
+            raise InvalidFile(f"Mask '{mask_name}' is {size[0]}×{size[1]} but image '{image_name}' is {width}×{height}.",
+                              code=CatalogErrorCode.UNSUPPORTED_FILE)
+        stored[image_name] = blob
+    if stored and len(stored) != len(sizes):
+        missing = sorted(set(sizes) - set(stored))
+        raise InvalidFile(f"Masks are given for {len(stored)} of {len(sizes)} images; give one for every image or "
+                          f"none (missing: {', '.join(missing[:5])}).", code=CatalogErrorCode.UNSUPPORTED_FILE)
+    return stored

@@ -2,7 +2,7 @@
 # Debian packages Assay needs beyond Python: EGL/Mesa for headless rendering, assimp for FBX.
 # Idempotent: installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
-packages=(libegl1 libgl1-mesa-dri libegl-mesa0 libusb-1.0-0 assimp-utils blender python3-numpy)
+packages=(libegl1 libgl1-mesa-dri libegl-mesa0 libusb-1.0-0 assimp-utils blender python3-numpy tesseract-ocr)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

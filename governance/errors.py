@@ -13,3 +13,8 @@ class GovernanceErrorCode(enum.StrEnum):
 class PolicyNotMet(Conflict):
     code = GovernanceErrorCode.POLICY_NOT_MET
     title = "The publish policy is not met"
+
+
+class ReviewConflict(Conflict):
+    code = "review_conflict"
+    title = "The review item is not in a state that allows this"

@@ -4,6 +4,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from governance.rights_models import all_channels
+
 
 class AuditEvent(models.Model):
     """One entry of the append-only audit log; `seq` is its leaf index in the Merkle log.
@@ -46,6 +48,13 @@ class Licence(models.Model):
     url = models.URLField(blank=True)
     licensor = models.CharField(max_length=200, blank=True)
     attribution = models.TextField(blank=True, help_text="Credit line downstream systems must show.")
+    channels = models.JSONField(default=all_channels, blank=True,
+                                help_text="Channels the licence allows: web, ar, print, games, training.")
+    territories = models.JSONField(default=list, blank=True, help_text="ISO 3166 codes; empty means worldwide.")
+    valid_from = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expired_handled_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                              help_text="When the expiry sweep withdrew what depended on it.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,3 +152,9 @@ class Attestation(models.Model):
     def __str__(self) -> str:
         target = f"representation {self.representation_id}" if self.representation_id else f"version {self.version_id}"
         return f"{self.predicate_type.rsplit('/', 2)[-2] if '/' in self.predicate_type else self.predicate_type} for {target}"
+
+
+# Rights, review and safety-gate models live in their own modules; importing them registers them with this app.
+from governance.gate_models import BrandMark, SafetyVerdict  # noqa: E402,F401
+from governance.review_models import ReviewDecision, ReviewItem  # noqa: E402,F401
+from governance.rights_models import Consent, LicenceAttachment, Notification  # noqa: E402,F401

@@ -59,17 +59,23 @@ def _safe_name(filename: str) -> str:
 
 
 def materialise_capture(job: ReconstructionJob, folder: Path) -> Path:
-    """Write the job's capture as an engine capture folder: images/, sparse/ (COLMAP text when the capture has
-    cameras), K.txt (shared intrinsics when known) and capture.json."""
+    """Write the job's capture as an engine capture folder: images/, masks/ (when given), sparse/ (COLMAP text
+    when the capture has cameras), K.txt (shared intrinsics when known) and capture.json."""
     capture = job.capture
     images_dir = folder / "images"
     images_dir.mkdir(parents=True)
     sources: dict[str, str] = {}
-    for image in capture.images.select_related("file").order_by("filename"):
+    for image in capture.images.select_related("file", "mask").order_by("filename"):
         name = _safe_name(image.filename)
         with open_blob(image.file) as source, (images_dir / name).open("wb") as target:
             shutil.copyfileobj(source, target, length=1024 * 1024)
         sources[name] = image.file.sha256
+        if image.mask_id is not None:
+            masks_dir = folder / "masks"
+            masks_dir.mkdir(exist_ok=True)
+            suffix = ".jpg" if image.mask.media_type == "image/jpeg" else ".png"
+            with open_blob(image.mask) as source, (masks_dir / f"{Path(name).stem}{suffix}").open("wb") as target:
+                shutil.copyfileobj(source, target, length=1024 * 1024)
     metadata = capture.metadata or {}
     if services.capture_has_cameras(capture):
         sparse = folder / "sparse"

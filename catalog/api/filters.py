@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
-from catalog.models import LOD, Asset, AssetVersion, Collection, Representation, Variant
+from catalog.models import LOD, Asset, AssetVersion, Capture, Collection, Representation, Variant
 
 
 class CharInFilter(filters.BaseInFilter, filters.CharFilter):
@@ -21,6 +21,15 @@ class CollectionFilter(filters.FilterSet):
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value))
+
+
+class CaptureFilter(filters.FilterSet):
+    collection = filters.NumberFilter(field_name="collection_id", help_text="Collection id.")
+    check_status = filters.MultipleChoiceFilter(choices=Capture.CheckStatus.choices, distinct=False)
+
+    class Meta:
+        model = Capture
+        fields: list[str] = []
 
 
 class AssetFilter(filters.FilterSet):

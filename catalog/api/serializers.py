@@ -16,8 +16,18 @@ from rest_framework import serializers
 
 from catalog import selectors
 from catalog.api.strict import StrictCharField, StrictChoiceField, StrictInputSerializer, StrictSlugField
-from catalog.models import LOD, Asset, AssetVersion, Capture, Collection, QualityReport, Representation, Variant
-from catalog.permissions import Action, Role, collection_filter
+from catalog.models import (
+    LOD,
+    Asset,
+    AssetVersion,
+    Capture,
+    CaptureImage,
+    Collection,
+    QualityReport,
+    Representation,
+    Variant,
+)
+from catalog.permissions import Role
 from governance.models import Licence
 
 # Output ----------------------------------------------------------------------------------------
@@ -149,6 +159,33 @@ class GrantResultSerializer(serializers.Serializer):
     permissions = serializers.ListField(child=serializers.CharField(), help_text="Object permission codenames.")
 
 
+class CaptureImageSerializer(serializers.ModelSerializer):
+    sha256 = serializers.CharField(source="file.sha256", read_only=True)
+    size = serializers.IntegerField(source="file.size", read_only=True)
+    mask_sha256 = serializers.CharField(source="mask.sha256", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = CaptureImage
+        fields = ["filename", "width", "height", "sha256", "size", "mask_sha256", "exif", "problems"]
+        read_only_fields = fields
+
+
+class CaptureSerializer(serializers.ModelSerializer):
+    collection_slug = serializers.CharField(source="collection.slug", read_only=True)
+    standard = serializers.CharField(source="standard.name", read_only=True, allow_null=True, default=None)
+    created_by = serializers.CharField(source="created_by.get_username", read_only=True)
+    images = CaptureImageSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Capture
+        fields = [
+            "id", "collection", "collection_slug", "name", "device", "lens", "focal_length_mm", "lighting",
+            "scale_reference", "units", "category", "metadata", "standard", "check_status", "check_report", "images",
+            "created_by", "created_at",
+        ]
+        read_only_fields = fields
+
+
 # Input -----------------------------------------------------------------------------------------
 
 
@@ -161,10 +198,6 @@ class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self) -> QuerySet:
         return self.selector(self.context["request"].user)
-
-
-def _visible_captures(user: Any) -> QuerySet:
-    return Capture.objects.filter(collection_filter(user, Action.VIEW, prefix="collection__"))
 
 
 class CollectionCreateSerializer(StrictInputSerializer):
@@ -227,8 +260,36 @@ class VersionCreateSerializer(StrictInputSerializer):
     asset = VisibleRelatedField(model=Asset, selector=selectors.assets_visible_to)
     parent = VisibleRelatedField(model=AssetVersion, selector=selectors.versions_visible_to, required=False, allow_null=True)
     notes = StrictCharField(required=False, allow_blank=True, default="")
-    captures = VisibleRelatedField(model=Capture, selector=_visible_captures, many=True, required=False, default=list)
+    captures = VisibleRelatedField(model=Capture, selector=selectors.captures_visible_to, many=True, required=False, default=list)
     metadata = serializers.DictField(required=False, default=dict)
+
+
+class CaptureUploadSerializer(StrictInputSerializer):
+    """A multipart form: repeat `images` once per photo, and `masks` (optional) once per image, named by its stem."""
+
+    collection = VisibleRelatedField(model=Collection, selector=selectors.collections_visible_to)
+    name = serializers.CharField(max_length=200)
+    images = serializers.ListField(child=serializers.FileField(), min_length=1, help_text="The photos (JPEG or PNG).")
+    masks = serializers.ListField(
+        child=serializers.FileField(), required=False, default=list,
+        help_text="Foreground masks (white = object), one per image, matched by file stem, same size as the image.",
+    )
+    device = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    lens = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    focal_length_mm = serializers.FloatField(min_value=0.1, required=False)
+    lighting = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    scale_reference = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    units = serializers.ChoiceField(choices=Capture.Units.choices, required=False)
+    category = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    metadata = serializers.JSONField(
+        binary=True, required=False, default=dict,
+        help_text="JSON object; known cameras go in `colmap` as the text of COLMAP's cameras.txt and images.txt.",
+    )
+
+    def validate_metadata(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
 
 
 class NoInputSerializer(StrictInputSerializer):

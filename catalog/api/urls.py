@@ -10,6 +10,7 @@ app_name = "catalog-api"
 router = DefaultRouter()
 router.register("collections", views.CollectionViewSet, basename="collection")
 router.register("assets", views.AssetViewSet, basename="asset")
+router.register("captures", views.CaptureViewSet, basename="capture")
 router.register("versions", views.VersionViewSet, basename="version")
 router.register("variants", views.VariantViewSet, basename="variant")
 router.register("lods", views.LODViewSet, basename="lod")

@@ -27,6 +27,7 @@ from catalog.api import serializers as s
 from catalog.api.conditional import check_if_match, conditional_response, etag_for, is_not_modified
 from catalog.api.filters import (
     AssetFilter,
+    CaptureFilter,
     CollectionFilter,
     LODFilter,
     RepresentationFilter,
@@ -97,6 +98,33 @@ class RetrieveWithETagMixin:
 
 def _retrieve_schema(serializer: type[Serializer]) -> dict[str, Any]:
     return {"retrieve": extend_schema(parameters=[IF_NONE_MATCH], responses={200: serializer, 304: NOT_MODIFIED})}
+
+
+# Captures --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(**_retrieve_schema(s.CaptureSerializer))
+class CaptureViewSet(RetrieveWithETagMixin, mixins.ListModelMixin, CatalogViewSet):
+    """The photos of a shoot with its metadata, checked against the capture standard image by image."""
+
+    serializer_class = s.CaptureSerializer
+    filterset_class = CaptureFilter
+    parser_classes = [MultiPartParser]
+
+    def get_queryset(self):
+        return selectors.captures_visible_to(self.request.user)
+
+    @extend_schema(request={"multipart/form-data": s.CaptureUploadSerializer}, responses={201: s.CaptureSerializer})
+    def create(self, request: Request) -> Response:
+        """Upload a shoot: every image is streamed, checked by content and stored once; the report says what to redo."""
+        data = self.input(s.CaptureUploadSerializer)
+        images = [(upload.name, upload) for upload in data.pop("images")]
+        masks = [(upload.name, upload) for upload in data.pop("masks")]
+        capture = services.create_capture(
+            actor=request.user, collection=data.pop("collection"), name=data.pop("name"), images=images, masks=masks,
+            metadata=data.pop("metadata"), **data,
+        )
+        return self.detail_response(self.reread(capture), status_code=status.HTTP_201_CREATED)
 
 
 # Collections -----------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from catalog import selectors
 from catalog import selectors as catalog_selectors
-from catalog.api.serializers import VisibleRelatedField, _visible_captures
+from catalog.api.serializers import VisibleRelatedField
 from catalog.api.strict import StrictCharField, StrictInputSerializer
 from catalog.models import Asset, AssetVersion, Capture
 from reconstruction.models import ReconstructionJob
@@ -51,7 +52,7 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobCreateSerializer(StrictInputSerializer):
-    capture = VisibleRelatedField(model=Capture, selector=_visible_captures)
+    capture = VisibleRelatedField(model=Capture, selector=selectors.captures_visible_to)
     asset = VisibleRelatedField(model=Asset, selector=catalog_selectors.assets_visible_to)
     backend = StrictCharField(max_length=64)
     parameters = serializers.DictField(required=False, default=dict, help_text="Checked against the backend's schema.")

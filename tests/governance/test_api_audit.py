@@ -207,3 +207,21 @@ def test_export_rejects_bad_ranges(global_auditor, contributor):
     assert backwards.status_code == 400
     assert backwards.json()["detail"] == "'from' (2026-01-02T00:00:00+00:00) must be before 'to' (2026-01-01T00:00:00+00:00)"
     assert client_for_user(contributor).get("/api/v1/audit/export", {"from": "2026-01-01", "to": "2026-01-02"}).status_code == 403
+
+
+def test_search_costs_the_same_queries_at_any_page_size(global_auditor, auditor, contributor, collection):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    submitted_version(contributor, collection)
+    append_events(120)
+    counts = {}
+    for user in (global_auditor, auditor):
+        client = client_for_user(user)
+        for size in (10, 100):
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get("/api/v1/audit/events/", {"page_size": size}).status_code == 200
+            counts[(user.username, size)] = len(queries)
+    assert counts[("gabi", 10)] == counts[("gabi", 100)]
+    assert counts[("olga", 10)] == counts[("olga", 100)]
+    assert max(counts.values()) <= 8, counts

@@ -73,3 +73,36 @@ def test_unsupported_files_and_unsigned_images_are_reported():
         cc.sign_image(b"glTF", kind="glb", title="chair.glb", provenance=PROVENANCE)
     with pytest.raises(cc.ContentCredentialsError, match="^no readable C2PA manifest in the png image: "):
         cc.read_credentials(image_bytes("PNG"), kind="png")
+
+
+def test_asset_thumbnails_get_credentials_naming_the_versions_attestations(contributor, collection):
+    from django.core.management import call_command
+
+    from catalog import services
+    from catalog.models import Asset
+    from catalog.storage import open_blob
+    from governance.models import Attestation, AuditEvent
+    from tests.governance.conftest import submitted_version
+
+    version = submitted_version(contributor, collection)
+    asset = services.set_thumbnail(actor=contributor, asset=version.asset, stream=io.BytesIO(image_bytes("PNG")),
+                                   filename="chair.png")
+    plain = asset.thumbnail
+    out = io.StringIO()
+    call_command("credential_thumbnails", "--actor", "carla", stdout=out)
+    assert out.getvalue().splitlines() == [f"asset {asset.pk}: signed"]
+    asset = Asset.objects.select_related("thumbnail").get(pk=asset.pk)
+    assert asset.thumbnail_id != plain.pk
+    with open_blob(asset.thumbnail) as blob:
+        credentials = cc.read_credentials(blob.read(), kind="png", trust_anchors=cc.trust_anchor(cc.signing_key()))
+    assert credentials.state == "Trusted"
+    provenance = credentials.assertion(cc.PROVENANCE_LABEL)
+    assert provenance["version"] == f"assay:version/{version.pk}" and provenance["source_sha256"] == plain.sha256
+    assert provenance["attestations"] == [
+        f"assay:attestation/{pk}" for pk in Attestation.objects.filter(version=version).values_list("pk", flat=True)
+    ]
+    assert AuditEvent.objects.filter(action="asset.thumbnail_set", asset_id=asset.pk).count() == 2
+
+    again = io.StringIO()
+    call_command("credential_thumbnails", "--actor", "carla", stdout=again)
+    assert again.getvalue().splitlines() == [f"asset {asset.pk}: already signed"]

@@ -14,7 +14,7 @@ from .meshes import SPOT
 
 # Small maps keep the test quick; the preset's steps and exporters are the real ones.
 SMALL = {"unwrap_and_bake": {"size": 128, "ao_rays": 2}, "textures": {"max_size": 256},
-         "lods": {"ratios": [1.0, 0.25], "screen_sizes": [0.4, 0.1]}}
+         "lods": {"ratios": [1.0, 0.25], "screen_sizes": [0.4, 0.1]}, "export": {"fbx_writer": "assimp"}}
 
 
 @pytest.fixture
@@ -56,7 +56,8 @@ def test_task_ingests_lods_as_a_new_audited_version(source_version, contributor)
             assert representation.validation_status in ("valid", "warnings")
             assert representation.validation_report["errors"] == []
         assert models["glb"].validation_report["tool"] == "Khronos glTF-Validator"
-        assert lod.representations.filter(role=Representation.Role.TEXTURE).exists()  # the FBX's textures
+        # assimp's FBX keeps its textures beside it; they are stored as texture files of the LOD.
+        assert lod.representations.filter(role=Representation.Role.TEXTURE).exists()
     actions = list(AuditEvent.objects.filter(action="version.postprocessed").values_list("data", flat=True))
     assert actions and actions[-1]["preset"] == "mobile-ar" and actions[-1]["source_version"] == source_version.pk
     # A second delivery of the same task finds the work done.

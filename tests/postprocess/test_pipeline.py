@@ -16,7 +16,9 @@ from reconstruction.engine.postprocess.presets import PRESETS, get_preset
 
 from .meshes import SPOT
 
-SMALL = {"unwrap_and_bake": {"size": 128, "ao_rays": 2}, "textures": {"max_size": 256}}
+# Small maps keep the tests quick; assimp writes the FBX here (one Blender start per file is slow), the
+# Blender path is covered in test_export.py and by the subprocess test below.
+SMALL = {"unwrap_and_bake": {"size": 128, "ao_rays": 2}, "textures": {"max_size": 256}, "export": {"fbx_writer": "assimp"}}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,6 +66,7 @@ def test_switch_distance_for_a_sixty_degree_view():
 def test_vertex_coloured_scan_is_scaled_rotated_and_baked(coloured_scan, tmp_path):
     report = run_pipeline(coloured_scan, tmp_path / "out", "web", unit="mm", up_axis="Z",
                           overrides={**SMALL, "lods": {"ratios": [1.0, 0.5], "screen_sizes": [0.5, 0.2]}})
+    assert report["lods"][0]["files"]["fbx"]["validation"]["details"]["writer"] == "assimp"
     assert report["units"]["metres_per_source_unit"] == 0.001
     extent = report["units"]["extent_m"]
     assert extent == pytest.approx([0.2, 0.2, 0.2], abs=0.01)
@@ -100,7 +103,8 @@ def test_every_preset_exports_glb_usdz_and_fbx():
 
 
 def test_cli_main_writes_every_lod_and_the_report(tmp_path, capsys):
-    code = main(["postprocess", "--preset", "archive", "--mesh", SPOT, "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(["postprocess", "--preset", "archive", "--mesh", SPOT, "--out", str(tmp_path / "out"), "--quiet",
+                 "--set", "export.fbx_writer=assimp"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["validation_passed"] is True
@@ -129,6 +133,8 @@ def test_engine_cli_runs_postprocess_in_a_subprocess(coloured_scan, tmp_path):
     assert completed.returncode == 0, completed.stderr
     report = json.loads((out / "report.json").read_text())
     assert len(report["lods"]) == 5 and report["lods"][0]["triangles"] <= 600
+    fbx = report["lods"][0]["files"]["fbx"]["validation"]
+    assert fbx["details"]["encoding"] == "binary" and fbx["tool"] == "Blender FBX importer (re-import)"
     assert report["validation_passed"] is True
     for level in range(5):
         assert (out / f"lod{level}" / f"scan_lod{level}.glb").is_file()

@@ -164,7 +164,8 @@ def run_pipeline(
     exporters = {
         "glb": lambda a, p: export.export_glb(a, p, export_params.get("image_format", "png")),
         "usdz": lambda a, p: export.export_usdz(a, p, export_params.get("image_format", "png")),
-        "fbx": lambda a, p: export.export_fbx(a, p, export_params.get("image_format", "png")),
+        # fbx_writer: "blender" (binary) or "assimp"; unset picks Blender when it is installed.
+        "fbx": lambda a, p: export.export_fbx(a, p, export_params.get("image_format", "png"), export_params.get("fbx_writer")),
         "obj": lambda a, p: export.export_obj(a, p, export_params.get("image_format", "png")),
         "ply": lambda a, p: export.export_ply(a, p),
     }

@@ -23,6 +23,7 @@ from .fusion import fuse
 from .meshing import poisson_mesh
 from .mvs import StereoImage, estimate_depth, select_neighbours
 from .sfm import SparseModel, structure_from_motion
+from .silhouettes import hull_fill
 from .texturing import bake, write_glb
 from .views import MIN_VIEWS, View, undistorted, views_from_capture
 
@@ -92,6 +93,7 @@ class PhotogrammetryBackend:
                 exhaustive_max_images=config.exhaustive_matching_max_images,
                 focal_length_prior=config.focal_length_prior,
                 cancel=cancel,
+                intrinsics=_shared_intrinsics(capture),
             )
             sparse_dir = workdir / "sparse"
             cameras = dict(sparse.cameras)
@@ -163,6 +165,9 @@ class PhotogrammetryBackend:
         started = time.perf_counter()
         _check(cancel, "before meshing")
         silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None]
+        if config.silhouette_fill and silhouettes and len(silhouettes) == len(stereo_views):
+            cloud, added = hull_fill(cloud, silhouettes, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
+            metrics["silhouette_fill_points"] = added
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
             min_component_share=config.min_component_share, max_triangles=config.max_triangles, silhouettes=silhouettes or None,
@@ -191,6 +196,26 @@ class PhotogrammetryBackend:
             parameters=dataclasses.asdict(config),
             log=log,
         )
+
+
+def _object_bounds(dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """A box around the object: the robust extent of the stereo points (and of the sparse or declared ones), grown 15%."""
+    sources = [p for p in (dense, sparse) if len(p) >= MIN_POINTS_FOR_RANGE]
+    low = np.min([np.percentile(p, 0.5, axis=0) for p in sources], axis=0)
+    high = np.max([np.percentile(p, 99.5, axis=0) for p in sources], axis=0)
+    margin = 0.15 * (high - low)
+    return np.stack([low - margin, high + margin])
+
+
+def _shared_intrinsics(capture: Any) -> np.ndarray | None:
+    """The capture's one K for every photo (K.txt), when it declares one."""
+    metadata = getattr(capture, "metadata", None) or {}
+    K = metadata.get("intrinsics", {}).get("K") if isinstance(metadata, Mapping) else None
+    try:
+        matrix = np.asarray(K, dtype=np.float64).reshape(3, 3) if K is not None else None
+    except (TypeError, ValueError):
+        return None
+    return matrix if matrix is not None and np.isfinite(matrix).all() and matrix[0, 0] > 0 else None
 
 
 def _device(choice: str) -> torch.device:

@@ -26,6 +26,8 @@ class PhotogrammetryParams:
     poisson_depth: int = field(default=9, metadata={"minimum": 5, "maximum": 12})
     density_trim_quantile: float = field(default=0.03, metadata={"minimum": 0.0, "maximum": 0.5})
     min_component_share: float = field(default=0.02, metadata={"minimum": 0.0, "maximum": 1.0})
+    # With a mask for every view, fill the gaps stereo leaves (plain, textureless patches) from the silhouettes.
+    silhouette_fill: bool = True
     # Larger surfaces are simplified (quadric error) to this many triangles before texturing.
     max_triangles: int = field(default=100_000, metadata={"minimum": 1000, "maximum": 5_000_000})
     # Texturing.

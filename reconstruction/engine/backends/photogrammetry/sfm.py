@@ -47,8 +47,13 @@ def structure_from_motion(
     exhaustive_max_images: int,
     focal_length_prior: float,
     cancel: CancelFn,
+    intrinsics: np.ndarray | None = None,
 ) -> SparseModel:
-    """Estimates cameras for `views`; writes the COLMAP database under `folder` and the text model in `sparse_dir`."""
+    """Estimates cameras for `views`; writes the COLMAP database under `folder` and the text model in `sparse_dir`.
+
+    `intrinsics` (a 3×3 K shared by every image, e.g. from K.txt) seeds the cameras; otherwise EXIF focal
+    lengths do, and `focal_length_prior` × the longer side where a photo has none.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     image_dir, names = _image_folder(views, folder)
     database = folder / "database.db"
@@ -58,6 +63,9 @@ def structure_from_motion(
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     reader.default_focal_length_factor = focal_length_prior
+    if intrinsics is not None and len({view.size for view in views}) == 1:
+        focal = (intrinsics[0, 0] + intrinsics[1, 1]) / 2
+        reader.camera_params = f"{focal},{intrinsics[0, 2]},{intrinsics[1, 2]},0"
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
     pycolmap.extract_features(
