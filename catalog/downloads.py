@@ -9,16 +9,23 @@ from typing import Any
 
 from django.db import transaction
 
+from catalog.errors import PermissionDenied
 from catalog.models import Representation
 from catalog.permissions import Action
 from catalog.services import require
 from governance.audit import record_event
+from governance.rights import check_channel
 
 
 @transaction.atomic
-def authorize_download(*, actor: Any, representation: Representation) -> Representation:
-    """Raise PermissionDenied unless the actor may fetch the file; record `file.downloaded` for restricted files."""
+def authorize_download(*, actor: Any, representation: Representation, channel: str | None = None) -> Representation:
+    """Raise PermissionDenied unless the actor may fetch the file (and, given a channel, its rights allow that
+    channel now); record `file.downloaded` for restricted files."""
     require(actor, Action.VIEW, representation)
+    if channel:
+        refusal = check_channel(representation.lod.variant.version, channel)
+        if refusal:
+            raise PermissionDenied(f"Download for the '{channel}' channel refused: {refusal}.")
     if representation.restricted:
         require(actor, Action.AUDIT, representation)
         record_event(

@@ -202,6 +202,7 @@ ASSAY_JOB_WORKDIR = os.environ.get("ASSAY_JOB_WORKDIR") or None
 CELERY_BEAT_SCHEDULE = {
     "sign-audit-tree-head": {"task": "governance.sign_tree_head", "schedule": 300.0},
     "detect-stalled-jobs": {"task": "reconstruction.detect_stalled_jobs", "schedule": 60.0},
+    "expire-rights": {"task": "governance.expire_rights", "schedule": 3600.0},
 }
 
 # Cost rates (per hour of compute, per GB-month of storage, per hour of human time).

@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/", include("catalog.api.urls")),
     path("api/v1/", include("governance.api.urls")),
+    path("api/v1/", include("governance.api.policy_urls")),
     path("api/v1/", include("reconstruction.api.urls")),
 ]
 

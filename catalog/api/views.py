@@ -372,7 +372,7 @@ class RepresentationViewSet(RetrieveWithETagMixin, mixins.ListModelMixin, Catalo
         Restricted files need the audit permission, are never cached, and each download is audited.
         """
         representation: Representation = self.get_object()
-        authorize_download(actor=request.user, representation=representation)
+        authorize_download(actor=request.user, representation=representation, channel=request.query_params.get("channel"))
         blob = representation.file
         url = blob_url(blob, filename=representation.filename)
         if url is not None:

@@ -68,7 +68,8 @@ def test_too_few_views_and_missing_metadata_fail_the_capture():
 
 
 def test_an_image_unlike_all_others_gets_an_overlap_hint():
-    red = np.zeros((300, 300, 3)); red[..., 0] = 200
+    red = np.zeros((300, 300, 3))
+    red[..., 0] = 200
     red += _textured(5) * 0.1
     others = [np.clip(_textured(i) * 0.3 + 40, 0, 255) for i in range(3)]
     images = [_analysis(o, f"{i}.png") for i, o in enumerate(others)] + [_analysis(red, "red.png")]
