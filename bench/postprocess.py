@@ -133,6 +133,7 @@ def main() -> None:
         for asset in meshes:
             results["decimation"][asset.name] = {"triangles": asset.triangle_count,
                                                  "rows": decimation_rows(asset, args.samples, scratch)}
+            write(results, args.out)
         if not args.skip_presets:
             for name in names:
                 out = scratch / f"preset-{name}"
@@ -154,10 +155,16 @@ def main() -> None:
                 }
                 print(json.dumps({"preset": name, **{k: results["presets"][name][k] for k in ("seconds", "budgets")}}),
                       flush=True)
-    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+                write(results, args.out)
+    write(results, args.out)
     print(f"wrote {args.out}")
+
+
+def write(results: dict, out: str) -> None:
+    """Written after every mesh, so a long run that is stopped still leaves what it measured."""
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -37,26 +37,33 @@ def _largest_power_of_two_below(n: int) -> int:
 class MerkleTree:
     """The complete-subtree hashes of a list of leaf hashes; answers for every prefix of the list."""
 
-    def __init__(self, leaves: Iterable[bytes] | bytes):
+    def __init__(self, leaves: Iterable[bytes] | bytes = b""):
+        self._levels: list[bytearray] = [bytearray()]
+        self.extend(leaves)
+
+    def extend(self, leaves: Iterable[bytes] | bytes) -> None:
+        """Append leaf hashes; only the complete subtrees they finish are hashed (the log is append-only)."""
         packed = leaves if isinstance(leaves, (bytes, bytearray)) else b"".join(leaves)
         if len(packed) % HASH_SIZE:
             raise ProofError("leaf hashes must be 32 bytes each")
-        self._levels: list[bytes] = [bytes(packed)]
+        self._levels[0] += packed
         sha256 = hashlib.sha256
-        level = self._levels[0]
-        while len(level) >= 2 * HASH_SIZE:
-            pairs = len(level) // (2 * HASH_SIZE)
-            level = b"".join(
-                sha256(b"\x01" + level[i : i + 2 * HASH_SIZE]).digest() for i in range(0, pairs * 2 * HASH_SIZE, 2 * HASH_SIZE)
-            )
-            self._levels.append(level)
+        pair = 2 * HASH_SIZE
+        j = 0
+        while len(self._levels[j]) >= pair:
+            if j + 1 == len(self._levels):
+                self._levels.append(bytearray())
+            lower, upper = self._levels[j], self._levels[j + 1]
+            done, ready = len(upper) // HASH_SIZE, len(lower) // pair
+            upper += b"".join(sha256(b"\x01" + lower[i * pair : (i + 1) * pair]).digest() for i in range(done, ready))
+            j += 1
 
     @property
     def size(self) -> int:
         return len(self._levels[0]) // HASH_SIZE
 
     def leaf(self, index: int) -> bytes:
-        return self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE]
+        return bytes(self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE])
 
     def _check_size(self, tree_size: int) -> None:
         if not 0 <= tree_size <= self.size:
@@ -68,7 +75,7 @@ class MerkleTree:
         if size & (size - 1) == 0 and start % size == 0:
             level = size.bit_length() - 1
             i = (start >> level) * HASH_SIZE
-            return self._levels[level][i : i + HASH_SIZE]
+            return bytes(self._levels[level][i : i + HASH_SIZE])
         k = _largest_power_of_two_below(size)
         return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
 

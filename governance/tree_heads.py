@@ -6,6 +6,7 @@ The signed message is the canonical JSON of {"log", "tree_size", "root_hash", "t
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 from django.db import transaction
@@ -38,21 +39,40 @@ def timestamp_ms(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
-def leaf_hashes(up_to: int | None = None) -> bytes:
-    """The stored leaf hashes in seq order, packed, for the dense prefix of the log (seq 0, 1, 2, … without gaps)."""
-    rows = AuditEvent.objects.order_by("seq").values_list("seq", "leaf_hash")
-    if up_to is not None:
-        rows = rows.filter(seq__lt=up_to)
+def _dense_leaves(start: int) -> bytes:
+    """Stored leaf hashes from seq `start` on, packed, up to the first gap (a gap is an uncommitted or lost event)."""
     packed = bytearray()
-    for expected, (seq, leaf) in enumerate(rows.iterator(chunk_size=10_000)):
+    rows = AuditEvent.objects.filter(seq__gte=start).order_by("seq").values_list("seq", "leaf_hash")
+    for expected, (seq, leaf) in enumerate(rows.iterator(chunk_size=10_000), start=start):
         if seq != expected:
             break
         packed += bytes.fromhex(leaf)
     return bytes(packed)
 
 
-def log_tree(up_to: int | None = None) -> MerkleTree:
-    return MerkleTree(leaf_hashes(up_to))
+# One tree per process, extended as the log grows: proofs cost the new rows, not the whole log.
+_tree_lock = threading.Lock()
+_tree: MerkleTree | None = None
+
+
+def log_tree() -> MerkleTree:
+    """The Merkle tree of the log's committed, gap-free prefix, from the stored leaf hashes.
+
+    Cached per process and extended with new rows; rebuilt when its last leaf no longer matches the database
+    (another database, or a rewritten row). `verify_log` never uses it: verification recomputes everything.
+    """
+    global _tree
+    with _tree_lock:
+        tree = _tree
+        if tree is not None and tree.size:
+            last = AuditEvent.objects.filter(seq=tree.size - 1).values_list("leaf_hash", flat=True).first()
+            if last is None or bytes.fromhex(last) != tree.leaf(tree.size - 1):
+                tree = None
+        if tree is None:
+            tree = MerkleTree()
+        tree.extend(_dense_leaves(tree.size))
+        _tree = tree
+        return tree
 
 
 def sign_tree_head() -> SignedTreeHead:
@@ -61,11 +81,12 @@ def sign_tree_head() -> SignedTreeHead:
     tree = log_tree()
     now = timezone.now()
     signed_at = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
-    root = tree.root().hex()
-    message = head_message(tree_size=tree.size, root_hash=root, signed_at=signed_at, key_id=key.key_id)
+    size = tree.size  # read once: another thread may extend the shared tree meanwhile
+    root = tree.root(size).hex()
+    message = head_message(tree_size=size, root_hash=root, signed_at=signed_at, key_id=key.key_id)
     with transaction.atomic():
         return SignedTreeHead.objects.create(
-            tree_size=tree.size, root_hash=root, signed_at=signed_at, key=key, signature=keys.sign(key, message).hex()
+            tree_size=size, root_hash=root, signed_at=signed_at, key=key, signature=keys.sign(key, message).hex()
         )
 
 

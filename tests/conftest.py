@@ -16,6 +16,18 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         test["NAME"] = f"{base}_{os.getpid()}" if alias == "default" else test.get("NAME")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _celery_messages_stay_in_memory():
+    """Tasks dispatched by tests go to an in-memory broker, never into the laptop's `var/broker` queue folder.
+
+    Tests that need a real broker (RabbitMQ, Redis) name it explicitly.
+    """
+    from config.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.broker_transport_options = {}
+
+
 @pytest.fixture(autouse=True)
 def _media_in_tmp(settings, tmp_path):
     """Each test stores files in its own folder, so no test sees another's blobs."""

@@ -105,7 +105,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             if latest is None or latest.tree_size <= event.seq:
                 raise BadProofRequest(f"no signed tree head covers event seq {event.seq} yet; pass tree_size or sign one")
             tree_size = latest.tree_size
-        tree = log_tree(tree_size)
+        tree = log_tree()
         try:
             proof = tree.inclusion_proof(event.seq, tree_size)
         except ProofError as exc:
@@ -154,7 +154,7 @@ class ConsistencyProofView(APIView):
         assert first is not None and second is not None
         if first > second:
             raise BadProofRequest(f"'first' ({first}) must not be larger than 'second' ({second})")
-        tree = log_tree(second)
+        tree = log_tree()
         try:
             proof = tree.consistency_proof(first, second)
             first_root, second_root = tree.root(first), tree.root(second)

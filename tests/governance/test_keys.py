@@ -115,3 +115,34 @@ def test_keys_endpoint_publishes_public_keys_only():
     assert by_id[new.key_id]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY-----")
     assert by_id[new.key_id]["algorithm"] == "ed25519" and by_id[new.key_id]["purpose"] == "tree_head"
     assert "encrypted_private_key" not in response.content.decode()
+
+
+class EnvelopeKms:
+    """A stand-in for a cloud KMS: the `KeyEncryptor` interface, its own key id and wrapping."""
+
+    key_id = "kms:projects/assay/keys/signing"
+    wrapped: list[bytes] = []
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        self._aead = ChaCha20Poly1305(b"\x07" * 32)
+
+    def encrypt(self, plaintext: bytes, *, associated_data: bytes) -> bytes:
+        blob = b"\x00" * 12 + self._aead.encrypt(b"\x00" * 12, plaintext, associated_data)
+        self.wrapped.append(blob)
+        return blob
+
+    def decrypt(self, blob: bytes, *, associated_data: bytes) -> bytes:
+        return self._aead.decrypt(blob[:12], blob[12:], associated_data)
+
+
+def test_a_kms_can_stand_in_for_the_local_encryptor(settings):
+    settings.ASSAY_KEY_ENCRYPTOR = "tests.governance.test_keys.EnvelopeKms"
+    key = keys.active_key(SigningKey.Purpose.ATTESTATION)
+    assert key.encryption_key_id == "kms:projects/assay/keys/signing"
+    assert bytes(key.encrypted_private_key) in EnvelopeKms.wrapped
+    keys._private_cache.clear()
+    signature = keys.sign(key, b"through the kms")
+    assert keys.signature_is_valid(key, b"through the kms", signature)
+    assert not (settings.ASSAY_KEY_DIR / "key-encryption-key").exists()  # the local KEK was never needed

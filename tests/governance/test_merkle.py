@@ -179,3 +179,16 @@ def test_bad_requests_are_reported_precisely():
         MerkleTree([b"x" * 31])
     with pytest.raises(ProofError, match="^two tree heads of the same size have different roots$"):
         verify_consistency(3, 3, tree.root(3), tree.root(4), [])
+
+
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=8))
+def test_extending_in_chunks_equals_building_at_once(chunks):
+    leaves = leaves_of(sum(chunks))
+    grown, at = MerkleTree(), 0
+    for chunk in chunks:
+        grown.extend(leaves[at : at + chunk])
+        at += chunk
+        whole = MerkleTree(leaves[:at])
+        assert grown.size == at and grown._levels == whole._levels
+        if at:
+            assert grown.root() == mth(leaves[:at])

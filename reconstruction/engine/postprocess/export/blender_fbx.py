@@ -11,7 +11,7 @@ import numpy
 
 if "bool" not in numpy.__dict__:
     # Blender 3.4's glTF importer still uses `numpy.bool`, which NumPy 1.24 (Debian 12's) removed.
-    numpy.bool = bool
+    numpy.bool = bool  # type: ignore[misc,assignment]
 
 arguments = sys.argv[sys.argv.index("--") + 1:]
 mode, source = arguments[0], arguments[1]
