@@ -40,7 +40,7 @@ migrate: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 demo: migrate
-	$(PY) manage.py load_demo
+	$(PY) manage.py load_demo --no-thumbnails
 	$(PY) manage.py render_thumbnails --missing
 
 run: demo

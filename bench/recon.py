@@ -16,7 +16,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +31,14 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from reconstruction.engine.capture import Capture, check_capture_fits  # noqa: E402
-from reconstruction.engine.errors import EngineError  # noqa: E402
+from reconstruction.engine.capture import Capture  # noqa: E402
 from reconstruction.engine.metrics import align_by_cameras, compare_images, compare_meshes, load_mesh  # noqa: E402
-from reconstruction.engine.protocol import MULTI_VIEW  # noqa: E402
-from reconstruction.engine.registry import available_backends  # noqa: E402
+from reconstruction.engine.protocol import MULTI_VIEW, ReconstructionResult  # noqa: E402
 from reconstruction.engine.render import load_scene, render_capture, render_views, turntable_cameras  # noqa: E402
 
 DEFAULT_SCANS = REPO.parent / "shared" / "data" / "gltf"
-DEFAULT_OBJECTS = "spot,Avocado,WaterBottle,stanford-bunny"
+# The default run (about ten minutes on two cores) covers two scans; `--objects all` takes every GLB in --scans.
+DEFAULT_OBJECTS = "spot,Avocado"
 HELD_OUT_RINGS = (0.0, 30.0)  # between the capture's rings, so no held-out view repeats a training view
 
 
@@ -79,22 +80,36 @@ def render_timing(mesh: Path, size: int, frames: int = 24) -> dict[str, float]:
     }
 
 
-def colmap_reference(capture: Capture, workdir: Path, size: int) -> dict[str, Any]:
-    """pycolmap's CPU SIFT + exhaustive matching + incremental mapping on the capture's images."""
+def colmap_reference(capture_dir: Path, workdir: Path, size: int, timeout: float) -> dict[str, Any]:
+    """pycolmap's own SfM on a capture, run in a child process: pycolmap's bundled zlib corrupts the heap of a
+    process that later writes PNGs with Pillow (double free in deflateEnd), so it never loads in this one."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--colmap-reference", str(capture_dir)]
+    command += ["--size", str(size), "--keep", str(workdir)]
+    done = _run_child(command, timeout)
+    if isinstance(done, str):
+        return {"available": False, "reason": done}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _colmap_reference_here(capture_dir: Path, workdir: Path, size: int) -> dict[str, Any]:
+    """CPU SIFT + exhaustive matching + incremental mapping; registered views and camera-centre error."""
     try:
         import pycolmap
     except ImportError:
         return {"available": False, "reason": "pycolmap is not installed"}
     pycolmap.logging.minloglevel = 2  # errors only: its INFO lines would bury the benchmark's own output
+    capture = Capture.load(capture_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     database = workdir / "database.db"
+    database.unlink(missing_ok=True)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = size
     image_dir = capture.images[0].parent
     pycolmap.extract_features(database, image_dir, extraction_options=extraction)
     pycolmap.match_exhaustive(database)
     models = workdir / "models"
-    models.mkdir()
+    models.mkdir(exist_ok=True)
     reconstructions = pycolmap.incremental_mapping(database, image_dir, models)
     seconds = time.perf_counter() - started
     if not reconstructions:
@@ -127,16 +142,46 @@ def colmap_reference(capture: Capture, workdir: Path, size: int) -> dict[str, An
     return report
 
 
-def run_backend(backend: Any, capture: Capture, workdir: Path, params: dict[str, Any]) -> tuple[Any, str | None]:
+def _run_child(command: list[str], timeout: float) -> subprocess.CompletedProcess[str] | str:
+    """Runs a child in its own process group; returns it, or the reason it failed (last stderr line, timeout)."""
+    child = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        check_capture_fits(backend.capabilities, capture, backend.name)
-        return backend.run(capture, workdir, params=params, progress=lambda *_: None, cancel=lambda: False), None
-    except EngineError as exc:
-        return None, f"{exc.code}: {exc.message}"
+        stdout, stderr = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        return f"timed out after {timeout:.0f} s"
+    if child.returncode != 0:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        return f"exit {child.returncode}: {lines[-1] if lines else 'no message'}"
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+def installed_backends() -> dict[str, dict[str, Any]]:
+    """Name → listing of the installed backends, asked of a child process: loading a plugin may load pycolmap,
+    which must stay out of this process (see colmap_reference)."""
+    done = _run_child([sys.executable, "-m", "reconstruction.engine", "backends", "--json"], timeout=300)
+    if isinstance(done, str):
+        raise SystemExit(f"cannot list backends: {done}")
+    return {entry["name"]: entry for entry in json.loads(done.stdout)}
+
+
+def run_backend(name: str, capture_dir: Path, workdir: Path, params: list[str], timeout: float) -> Any:
+    """Runs one backend through the CLI in a child process (own peak memory, a time limit, crash isolation)."""
+    command = [sys.executable, "-m", "reconstruction.engine", "run", "--backend", name, "--quiet"]
+    command += ["--images", str(capture_dir), "--out", str(workdir)]
+    for param in params:
+        command += ["--param", param]
+    done = _run_child(command, timeout)
+    if isinstance(done, str):
+        return done
+    return ReconstructionResult.read_report(workdir / "result.json")
 
 
 def bench_object(
-    mesh: Path, backends: dict[str, Any], args: argparse.Namespace, params: dict[str, dict[str, Any]], scratch: Path
+    mesh: Path, backends: dict[str, Any], args: argparse.Namespace, params: dict[str, list[str]], scratch: Path
 ) -> dict[str, Any]:
     name = mesh.stem
     folder = scratch / name
@@ -156,12 +201,14 @@ def bench_object(
         "capture": {"views": args.views, "size": args.size, "render_seconds": render_seconds},
         "backends": {},
     }
-    for backend_name, backend in backends.items():
+    for backend_name in backends:
         print(f"  {name}: {backend_name} …", flush=True)
-        result, error = run_backend(backend, capture, folder / backend_name, params.get(backend_name, {}))
-        if result is None:
-            row["backends"][backend_name] = {"error": error}
-            print(f"    failed: {error}", flush=True)
+        result = run_backend(
+            backend_name, folder / "capture", folder / backend_name, params.get(backend_name, []), args.timeout
+        )
+        if isinstance(result, str):
+            row["backends"][backend_name] = {"error": result}
+            print(f"    failed: {result}", flush=True)
             continue
         prediction = load_mesh(result.mesh_path)
         geometry = compare_meshes(prediction, gt, samples=args.samples, alignment=args.align)
@@ -170,7 +217,7 @@ def bench_object(
         images = compare_images(rendered, references)
         images.pop("psnr_per_view", None)
         row["backends"][backend_name] = {
-            "version": backend.version,
+            "version": result.backend_version,
             "parameters": result.parameters,
             "geometry": geometry,
             "images": images,
@@ -184,9 +231,7 @@ def bench_object(
         )
     if not args.skip_sfm:
         print(f"  {name}: pycolmap SfM reference …", flush=True)
-        sfm_dir = folder / "colmap"
-        sfm_dir.mkdir()
-        row["pycolmap_sfm"] = colmap_reference(capture, sfm_dir, args.size)
+        row["pycolmap_sfm"] = colmap_reference(folder / "capture", folder / "colmap", args.size, args.timeout)
     return row
 
 
@@ -239,18 +284,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_params(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """`backend:key=value` → {backend: {key: value}}, typed with the backend's schema."""
-    from reconstruction.engine.params import parse_assignments
-    from reconstruction.engine.registry import get_backend
-
+def parse_params(pairs: list[str]) -> dict[str, list[str]]:
+    """`backend:key=value` → {backend: ["key=value", …]}; the backend's CLI run checks them."""
     grouped: dict[str, list[str]] = {}
     for pair in pairs:
         backend, sep, assignment = pair.partition(":")
-        if not sep:
+        if not sep or "=" not in assignment:
             raise SystemExit(f"--param {pair!r} must be backend:key=value")
         grouped.setdefault(backend, []).append(assignment)
-    return {b: parse_assignments(get_backend(b).parameter_schema, a) for b, a in grouped.items()}
+    return grouped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,8 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="BACKEND:K=V")
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds allowed to each backend run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recon.json")
+    parser.add_argument("--colmap-reference", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = parser.parse_args(argv)
+    if args.colmap_reference:
+        print(
+            json.dumps(_colmap_reference_here(args.colmap_reference, args.keep or Path(tempfile.mkdtemp()), args.size))
+        )
+        return 0
 
     scans = sorted(args.scans.glob("*.glb"))
     if args.objects != "all":
@@ -276,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise SystemExit(f"no scan named {', '.join(missing)} in {args.scans}")
         scans = [p for p in scans if p.stem in wanted]
-    installed = available_backends()
-    multi_view = {n: b for n, b in installed.items() if MULTI_VIEW in b.capabilities.inputs}
+    installed = installed_backends()
+    multi_view = {n: b for n, b in installed.items() if MULTI_VIEW in b["capabilities"]["inputs"]}
     if args.backends != "all":
         wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
         unknown = sorted(set(wanted) - set(multi_view))
@@ -305,9 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": environment(),
         "capture": {"views": args.views, "size": args.size, "held_out": args.held_out, "samples": args.samples},
-        "backends": {
-            n: {"version": b.version, "capabilities": b.capabilities.to_dict()} for n, b in multi_view.items()
-        },
+        "backends": {n: {"version": b["version"], "capabilities": b["capabilities"]} for n, b in multi_view.items()},
         "render_timing": timing,
         "rows": rows,
         "total_seconds": time.perf_counter() - started,

@@ -230,14 +230,32 @@ def provenance_predicate(version: AssetVersion) -> dict[str, Any]:
     return {"buildDefinition": build_definition, "runDetails": run_details}
 
 
+def _consent_reference(consent: Any, **where: Any) -> dict[str, Any]:
+    signed_form = getattr(consent, "signed_form", None)
+    return {
+        **where, "consent": f"assay:consent/{consent.pk}", "subject": str(getattr(consent, "subject", consent)),
+        "channels": getattr(consent, "channels", None),
+        "signed_form_sha256": signed_form.sha256 if signed_form is not None else None,
+        "expires_at": _iso_or_none(getattr(consent, "expires_at", None)),
+        "revoked": getattr(consent, "revoked_at", None) is not None,
+    }
+
+
+def _iso_or_none(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def rights_predicate(version: AssetVersion) -> dict[str, Any]:
-    """Assay rights: the asset's licence and the consent records of its captures (when the consent model exists)."""
+    """Assay rights: the asset's licence and the consent records on the asset and on the version's captures."""
     licence = version.asset.licence
     consents: list[dict[str, Any]] = []
+    on_asset = getattr(version.asset, "consents", None)  # the consent model arrives with the rights work
+    if on_asset is not None:
+        consents.extend(_consent_reference(c, asset=version.asset_id) for c in on_asset.select_related("signed_form"))
     for capture in version.captures.all():
         related = getattr(capture, "consents", None)
         if related is not None:
-            consents.extend({"capture": capture.pk, "consent": c.pk, "reference": str(c)} for c in related.all())
+            consents.extend(_consent_reference(c, capture=capture.pk) for c in related.select_related("signed_form"))
     return {
         "licence": None if licence is None else {
             "spdx_id": licence.spdx_id, "name": licence.name, "url": licence.url, "licensor": licence.licensor,
@@ -277,3 +295,27 @@ def attest_version(*, version: AssetVersion) -> list[Attestation]:
             payload_sha256=hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest(), key=key,
         ))
     return Attestation.objects.bulk_create(created)
+
+
+ASSAY_SAFETY = "https://assay.dev/attestations/safety-verdicts/v1"
+
+
+def attest_safety_verdicts(*, version: AssetVersion, verdicts: list[Any]) -> Attestation:
+    """Sign the safety gates' verdicts on a version (gate, version, outcome, reason, evidence digest) over the
+    version's files; runs in the caller's transaction, after the verdicts are stored."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("attest_safety_verdicts must be called inside transaction.atomic()")
+    key = keys.active_key(SigningKey.Purpose.ATTESTATION)
+    representations = Representation.objects.filter(lod__variant__version=version).select_related("file").order_by("id")
+    subjects = [{"name": r.filename, "digest": {"sha256": r.file.sha256}} for r in representations]
+    predicate = {"verdicts": [
+        {"gate": v.gate, "gateVersion": v.gate_version, "outcome": v.outcome, "reason": v.reason, "verdictId": v.pk,
+         "evidenceImage": v.evidence_image.sha256 if v.evidence_image_id else None,
+         "images": [i["sha256"] for i in v.evidence.get("images", [])]}
+        for v in verdicts
+    ]}
+    envelope = sign_statement(statement(subjects, ASSAY_SAFETY, predicate), key)
+    return Attestation.objects.create(
+        version=version, predicate_type=ASSAY_SAFETY, envelope=envelope, key=key,
+        payload_sha256=hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest(),
+    )

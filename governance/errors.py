@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from config.problems import Conflict
+from config.problems import Conflict, DomainError
 
 
 class GovernanceErrorCode(enum.StrEnum):
@@ -18,3 +18,15 @@ class PolicyNotMet(Conflict):
 class ReviewConflict(Conflict):
     code = "review_conflict"
     title = "The review item is not in a state that allows this"
+
+
+class RightsError(DomainError):
+    """Bad rights input (an unknown channel, contradictory dates, revoking twice)."""
+
+    code = "rights_invalid"
+    title = "The rights record is not valid"
+
+
+class BrandMarkInvalid(DomainError):
+    code = "brand_mark_invalid"
+    title = "The brand mark cannot be used"

@@ -12,14 +12,11 @@ from django.utils import timezone
 
 from catalog.models import AssetVersion, Capture
 from governance.audit import record_event
+from governance.errors import RightsError
 from governance.models import Consent, Licence, LicenceAttachment, Notification
 from governance.rights_models import CHANNELS
 
 SYSTEM_ACTOR = "system:rights"
-
-
-class RightsError(ValueError):
-    """Bad rights input (an unknown channel, revoking twice); the message says what to fix."""
 
 
 @dataclass
@@ -260,3 +257,18 @@ def attach_licence(*, actor: Any, licence: Licence, capture: Capture) -> Licence
         record_event(actor=actor, action="rights.licence_attached", obj=attachment,
                      data={"licence": licence.pk, "capture": capture.pk})
     return attachment
+
+
+@transaction.atomic
+def save_rights_record(*, actor: Any, record: Licence | Consent, created: bool) -> Licence | Consent:
+    """Save a licence or consent edited by compliance (the admin), after checking its channels; audited."""
+    unknown = set(record.channels or []) - set(CHANNELS)
+    if unknown:
+        raise RightsError(f"Unknown channels {', '.join(sorted(unknown))}; channels are {', '.join(CHANNELS)}.")
+    if record.valid_from and record.expires_at and record.valid_from >= record.expires_at:
+        raise RightsError("The expiry must come after the start of validity.")
+    record.save()
+    kind = record._meta.model_name
+    record_event(actor=actor, action=f"rights.{kind}_{'created' if created else 'changed'}", obj=record,
+                 data={"channels": record.channels, "expires_at": record.expires_at})
+    return record

@@ -44,7 +44,7 @@ def canonical_json(value: object) -> bytes:
 def _valid(public_key: Ed25519PublicKey, signature_hex: str, message: bytes) -> bool:
     try:
         public_key.verify(bytes.fromhex(signature_hex), message)
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, TypeError, ValueError):
         return False
     return True
 
@@ -60,6 +60,8 @@ def verify(bundle: bytes, public_key: Ed25519PublicKey) -> tuple[list[str], int]
         header, *events, closing = (json.loads(line) for line in lines)
     except ValueError as exc:
         return [f"a line is not JSON: {exc}"], 0
+    if not isinstance(header, dict) or not isinstance(closing, dict):
+        return ["the header and the closing line must be JSON objects"], 0
 
     body = b"".join(lines[:-1])
     if closing.get("type") != "signature":
@@ -73,7 +75,9 @@ def verify(bundle: bytes, public_key: Ed25519PublicKey) -> tuple[list[str], int]
 
     if header.get("type") != BUNDLE_FORMAT:
         return [*problems, f"the first line is not an {BUNDLE_FORMAT} header"], 0
-    head = header.get("tree_head", {})
+    head = header.get("tree_head")
+    if not isinstance(head, dict):
+        return [*problems, "the header has no tree head"], 0
     message = canonical_json({
         "log": LOG_ID, "tree_size": head.get("tree_size"), "root_hash": head.get("root_hash"),
         "timestamp_ms": head.get("timestamp_ms"), "key_id": head.get("key_id"),
@@ -82,13 +86,22 @@ def verify(bundle: bytes, public_key: Ed25519PublicKey) -> tuple[list[str], int]
         problems.append(f"the tree head is signed by key {head.get('key_id')}, not by the given key {key_id}")
     elif not _valid(public_key, head.get("signature", ""), message):
         problems.append(f"the tree head (size {head.get('tree_size')}) signature does not verify with the given key")
-    tree_size, root = head.get("tree_size", 0), bytes.fromhex(head.get("root_hash", ""))
+    tree_size = head.get("tree_size")
+    try:
+        root = bytes.fromhex(head.get("root_hash", ""))
+    except (TypeError, ValueError):
+        return [*problems, "the tree head's root hash is not hex"], 0
+    if not isinstance(tree_size, int) or len(root) != 32:
+        return [*problems, "the tree head has no valid tree size and 32-byte root"], 0
 
     verified = 0
     if len(events) != header.get("event_count"):
         problems.append(f"the header announces {header.get('event_count')} events, the bundle holds {len(events)}")
     for line in events:
-        event = line.get("event", {})
+        if not isinstance(line, dict) or not isinstance(line.get("event"), dict):
+            problems.append("an event line is not an object with an 'event'")
+            continue
+        event = line["event"]
         seq = event.get("seq")
         leaf = hashlib.sha256(b"\x00" + canonical_json(event)).digest()
         if leaf.hex() != line.get("leaf_hash"):

@@ -2,7 +2,9 @@
 homography with enough inliers; a match flags (or blocks, per mark)."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,3 +85,22 @@ class LogoGate:
             return GateResult(outcome, "brand marks found: " + "; ".join(f"{f.detail['mark']} on {f.image}" for f in findings),
                               findings)
         return GateResult(PASS)
+
+
+def register_brand_mark(*, actor: Any, name: str, owner: str, image: Any, action: str = FLAG) -> Any:
+    """Add a mark to the reference library from an uploaded image (stored by sha256); audited."""
+    from django.db import transaction
+
+    from catalog.storage import store_stream
+    from governance.audit import record_event
+    from governance.errors import BrandMarkInvalid
+    from governance.gate_models import BrandMark
+
+    data = image.read()
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
+        raise BrandMarkInvalid(f"The image of brand mark {name} cannot be read; upload a PNG or JPEG.")
+    with transaction.atomic():
+        blob, _ = store_stream(io.BytesIO(data), filename=getattr(image, "name", f"{name}.png"))
+        mark = BrandMark.objects.create(name=name, owner=owner, image=blob, action=action)
+        record_event(actor=actor, action="gate.brand_mark_added", obj=mark, data={"sha256": blob.sha256, "action": action})
+    return mark

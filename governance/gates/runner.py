@@ -11,6 +11,7 @@ from django.db import transaction
 
 from catalog.models import AssetVersion, CaptureImage, StoredFile
 from catalog.storage import open_blob, store_stream
+from governance.attestations import attest_safety_verdicts
 from governance.audit import record_event
 from governance.gate_models import SafetyVerdict
 from governance.gates import Gate, GateContext, GateImage, GateResult, load_gates
@@ -86,6 +87,10 @@ def run_gates(*, version: AssetVersion, gates: list[Gate] | None = None, actor: 
                          data={"gate": gate.name, "gate_version": gate.version, "outcome": result.outcome,
                                "reason": result.reason, "evidence_sha256": evidence.sha256 if evidence else None})
         verdicts.append(verdict)
+    with transaction.atomic():  # the verdicts become part of the version's signed attestations
+        attestation = attest_safety_verdicts(version=version, verdicts=verdicts)
+        record_event(actor=actor, action="gate.attested", obj=version, asset_id=version.asset_id,
+                     data={"attestation": attestation.pk, "verdicts": [v.pk for v in verdicts]})
     return verdicts
 
 

@@ -18,10 +18,10 @@ from django.db import transaction
 from django.test import override_settings
 
 from catalog import services
-from catalog.models import Asset, AssetVersion, Collection, QualityReport, Representation
+from catalog.models import Asset, AssetVersion, Capture, Collection, QualityReport, Representation
 from catalog.permissions import ROLE_ACTIONS, Action, Role, assign_role, can
 from governance.publishing import publish_version
-from tests.catalog.conftest import client_for, glb_bytes, user_with_role
+from tests.catalog.conftest import client_for, glb_bytes, image_bytes, user_with_role
 from tests.factories import CollectionFactory, LicenceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,7 @@ class World:
     published: AssetVersion
     model: Representation
     restricted: Representation
+    capture: Capture
 
 
 def _asset_with_version(author, reviewer, manager, collection, slug: str, stage: str) -> tuple[Asset, AssetVersion]:
@@ -73,7 +74,17 @@ def _build_world() -> World:
     services.record_cost(actor=author, version=open_version, kind="reconstruction", gpu_seconds=60)
     QualityReport.objects.create(version=open_version, triangle_count=12)
     model = Representation.objects.get(lod__variant__version=open_version, filename="chair.glb")
-    return World(collection, draft, in_review, open_version, submitted, approved, published, model, restricted)
+    capture = services.create_capture(actor=author, collection=collection, name="Shoot", images=_photos())
+    return World(collection, draft, in_review, open_version, submitted, approved, published, model, restricted, capture)
+
+
+def _photos() -> list[tuple[str, io.BytesIO]]:
+    photos = []
+    for i in range(3):
+        handle = io.BytesIO(image_bytes("PNG", (64, 64), (40 * i, 90, 200)))
+        handle.name = f"view-{i}.png"
+        photos.append((handle.name, handle))
+    return photos
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +141,15 @@ def _upload(w: World) -> dict[str, Any]:
     return {"version": w.open_version.pk, "file": handle}
 
 
+def _capture_upload(w: World) -> dict[str, Any]:
+    return {"collection": w.collection.pk, "name": "Retake", "images": [handle for _, handle in _photos()]}
+
+
 ENDPOINTS = [
+    Endpoint("captures-list", "capture-list", "get", lambda w: "/api/v1/captures/", ALL, is_list=True, outsider=200),
+    Endpoint("captures-detail", "capture-detail", "get", lambda w: f"/api/v1/captures/{w.capture.pk}/", ALL),
+    Endpoint("captures-create", "capture-list", "post", lambda w: "/api/v1/captures/", CONTRIBUTE, 201,
+             body=_capture_upload, multipart=True, outsider=400),
     Endpoint("collections-list", "collection-list", "get", lambda w: "/api/v1/collections/", ALL, is_list=True, outsider=200),
     Endpoint("collections-detail", "collection-detail", "get", lambda w: f"/api/v1/collections/{w.collection.pk}/", ALL),
     Endpoint("collections-create", "collection-list", "post", lambda w: "/api/v1/collections/", NOBODY, 201,

@@ -226,3 +226,20 @@ def test_search_costs_the_same_queries_at_any_page_size(global_auditor, auditor,
     assert counts[("gabi", 10)] == counts[("gabi", 100)]
     assert counts[("olga", 10)] == counts[("olga", 100)]
     assert max(counts.values()) <= 8, counts
+
+
+@pytest.mark.parametrize(("bundle", "problem"), [
+    (b"{}", "the bundle needs a header and a signature line"),
+    (b"{}\nnot json\n", "a line is not JSON: Expecting value: line 1 column 1 (char 0)"),
+    (b"[]\n{}\n", "the header and the closing line must be JSON objects"),
+    (b'{"type": "assay.audit-bundle/v1"}\n{"type": "signature"}\n', "the header has no tree head"),
+    (b'{"type": "assay.audit-bundle/v1", "tree_head": {"root_hash": "zz", "key_id": 1}}\n{"type": "signature"}\n',
+     "the tree head's root hash is not hex"),
+])
+def test_the_offline_verifier_reports_malformed_bundles(bundle, problem):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from governance.verify_bundle import verify
+
+    problems, verified = verify(bundle, Ed25519PrivateKey.generate().public_key())
+    assert problems[-1] == problem and verified == 0

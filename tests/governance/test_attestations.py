@@ -3,6 +3,7 @@ kind of tampering reported precisely."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
@@ -208,3 +209,27 @@ def test_attestations_and_lineage_endpoints(version, contributor, collection):
     assert outsider.get(f"/api/v1/versions/{version.pk}/lineage").status_code == 404
     problem = outsider.get(f"/api/v1/versions/{version.pk}/attestations/")
     assert problem.status_code == 404 and problem["Content-Type"] == "application/problem+json"
+
+
+def test_the_rights_statement_names_the_consents_of_the_asset_and_its_captures(contributor, collection):
+    from catalog import services
+    from catalog.models import Capture
+    from governance.rights_models import Consent
+    from tests.governance.conftest import glb_bytes
+
+    asset = services.create_asset(actor=contributor, collection=collection, slug="bust", name="Bust")
+    capture = Capture.objects.create(collection=collection, name="studio", created_by=contributor)
+    on_asset = Consent.objects.create(subject="Ada Model", channels=["web"])
+    on_asset.assets.add(asset)
+    on_capture = Consent.objects.create(subject="Ben Sitter", channels=["web", "print"])
+    on_capture.captures.add(capture)
+    version = services.create_version(actor=contributor, asset=asset)
+    version.captures.add(capture)
+    services.add_representation(actor=contributor, version=version, stream=io.BytesIO(glb_bytes()), filename="bust.glb")
+    services.submit_version(actor=contributor, version=version)
+    rights = Attestation.objects.get(version=version, predicate_type=attestations.ASSAY_RIGHTS)
+    consents = _statement(rights)["predicate"]["consents"]
+    assert [(c.get("asset"), c.get("capture"), c["consent"], c["subject"], c["revoked"]) for c in consents] == [
+        (asset.pk, None, f"assay:consent/{on_asset.pk}", "Ada Model", False),
+        (None, capture.pk, f"assay:consent/{on_capture.pk}", "Ben Sitter", False),
+    ]

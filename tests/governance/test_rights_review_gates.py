@@ -1,70 +1,62 @@
 """Rights inheritance, review queue, safety gates and the publish policy, through the real services."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
+import json
 
 import cv2
 import numpy as np
 import pytest
 from django.utils import timezone
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from catalog import services
 from catalog.errors import PermissionDenied
 from catalog.models import AssetVersion
 from catalog.permissions import Role, assign_role
 from catalog.storage import store_stream
+from governance.attestations import ASSAY_SAFETY, verify_attestation
 from governance.errors import PolicyNotMet, ReviewConflict
-from governance.gate_models import BrandMark, SafetyVerdict
+from governance.gate_models import BrandMark
 from governance.gates import BLOCK, FLAG, PASS, GateContext, GateImage
+from governance.gates.evaluation import brand_mark, draw_face, draw_text, paste_mark
 from governance.gates.export_control import ExportControlGate
+from governance.gates.faces import FaceGate
 from governance.gates.logos import LogoGate, ReferenceMark
 from governance.gates.ocr import TextGate
 from governance.gates.runner import run_gates
-from governance.models import AuditEvent, Notification
+from governance.models import Attestation, AuditEvent, Notification
 from governance.publishing import publish_version
 from governance.review import claim_review, decide_review
 from governance.review_models import ReviewItem
 from governance.rights import attach_licence, effective_rights, record_consent, revoke_consent
+from tests.catalog.conftest import glb_bytes
 from tests.factories import LicenceFactory
 from tests.governance.conftest import client_for_user, submitted_version, user_with_role
 
 pytestmark = pytest.mark.django_db
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+def logo_image() -> np.ndarray:
+    return brand_mark(160)
 
 
-def logo_image(size: int = 160) -> np.ndarray:
-    """A synthetic brand mark with plenty of corners: a ringed star with letters, drawn with PIL."""
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    d.ellipse((8, 8, size - 8, size - 8), outline=(200, 0, 0), width=10)
-    c = size // 2
-    pts = [(c + int((60 if i % 2 == 0 else 25) * np.cos(i * np.pi / 5)), c + int((60 if i % 2 == 0 else 25) * np.sin(i * np.pi / 5)))
-           for i in range(10)]
-    d.polygon(pts, fill=(0, 0, 150))
-    d.rectangle((c - 20, c - 8, c + 20, c + 8), fill=(255, 200, 0))
-    for i in range(6):
-        d.line((20 + 20 * i, size - 30, 30 + 20 * i, size - 50), fill=(0, 120, 0), width=4)
-    return cv2.cvtColor(np.array(img), cv2.COLOR_RGB2BGR)
-
-
-def scene(*, text: str | None = None, logo: bool = False, seed: int = 0) -> np.ndarray:
-    """A textured background (noise-free gradient and blobs) with optional printed text and a pasted logo."""
+def scene(*, text: str | None = None, logo: bool = False, face: bool = False, seed: int = 0) -> np.ndarray:
+    """A plain background with blobs, and optionally a sign with text, the brand mark and a drawn face."""
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", (640, 480), (150, 140, 130))
     d = ImageDraw.Draw(img)
     for _ in range(6):
         x, y = rng.integers(0, 600), rng.integers(0, 440)
         d.ellipse((x, y, x + 40, y + 40), fill=tuple(int(v) for v in rng.integers(90, 200, 3)))
-    if text:
-        d.rectangle((30, 360, 610, 450), fill=(255, 255, 255))
-        d.text((45, 375), text, fill=(0, 0, 0), font=ImageFont.truetype(FONT, 48))
     arr = cv2.cvtColor(np.array(img), cv2.COLOR_RGB2BGR)
+    if text:
+        arr = draw_text(arr, text, height=48, at=(45, 385))
     if logo:
-        mark = cv2.resize(logo_image(), (200, 200))
-        arr[60:260, 300:500] = mark
+        arr = paste_mark(arr, logo_image(), side=200, at=(300, 60))
+    if face:
+        arr = draw_face(arr, side=150, at=(60, 60))
     return arr
 
 
@@ -141,7 +133,6 @@ def test_review_is_claimed_once_and_needs_two_different_reviewers_when_public_fa
     asset = services.create_asset(actor=contributor, collection=collection, slug="logo-mug", name="Mug",
                                   licence=LicenceFactory(), tags=["public-facing"])
     version = services.create_version(actor=contributor, asset=asset)
-    from tests.catalog.conftest import glb_bytes
     services.add_representation(actor=contributor, version=version, stream=io.BytesIO(glb_bytes()), filename="m.glb")
     services.submit_version(actor=contributor, version=version)
     item = ReviewItem.objects.get(version=version)
@@ -223,32 +214,49 @@ def test_export_control_rules():
 # End to end ---------------------------------------------------------------------------------------
 
 
+def test_face_gate_finds_a_drawn_face_and_not_a_logo():
+    found = FaceGate().check([GateImage("f.png", "x", scene(face=True))], GateContext())
+    assert found.outcome == FLAG
+    x, y, w, h = found.findings[0].boxes[0]
+    assert 50 <= x <= 110 and 50 <= y <= 110 and 80 <= w <= 160
+    assert FaceGate().check([GateImage("l.png", "y", scene(text="ACME", logo=True))], GateContext()).outcome == PASS
+
+
 def test_flagged_asset_reviewed_by_two_published_after_consent_and_withdrawn_on_revocation(
     collection, contributor, reviewers, settings
 ):
-    """The issue's case, with the text and logo gates (no licence-clean face photo is available here, so the
-    face's role — needing consent — is played by a consent-requiring capture with a recorded likeness)."""
+    """The issue's case: a capture showing a brand mark, a sign and a (drawn) face is flagged by three gates,
+    approved by two different reviewers who override the logo and text flags, refused until the person's consent
+    is recorded, published, then withdrawn automatically when that consent is revoked."""
     rita, rob = reviewers
     manager = user_with_role(Role.ASSET_MANAGER, collection, "mia")
     blob, _ = store_stream(io.BytesIO(png(logo_image())), filename="acme.png")
     BrandMark.objects.create(name="Acme", image=blob)
     capture = services.create_capture(actor=contributor, collection=collection, name="shop window",
-                                      images=[("front.png", io.BytesIO(png(scene(text="ACME SALE", logo=True))))])
+                                      images=[("front.png", io.BytesIO(png(scene(text="ACME SALE", logo=True, face=True))))])
     asset = services.create_asset(actor=contributor, collection=collection, slug="window", name="Window",
                                   licence=LicenceFactory(), tags=["brand-critical"])
     version = services.create_version(actor=contributor, asset=asset)
     version.captures.add(capture)
-    from tests.catalog.conftest import glb_bytes
     services.add_representation(actor=contributor, version=version, stream=io.BytesIO(glb_bytes()), filename="w.glb")
     services.submit_version(actor=contributor, version=version)
     settings.ASSAY_REQUIRED_GATES = ["text", "logos", "faces", "export_control"]
 
     verdicts = {v.gate: v for v in run_gates(version=version)}
-    assert {g: v.outcome for g, v in verdicts.items()} == {"export_control": "pass", "faces": "pass", "logos": "flag",
+    assert {g: v.outcome for g, v in verdicts.items()} == {"export_control": "pass", "faces": "flag", "logos": "flag",
                                                            "text": "flag"}
-    assert verdicts["logos"].evidence_image is not None and verdicts["logos"].evidence["findings"][0]["label"] == "logo:Acme"
+    assert verdicts["logos"].evidence["findings"][0]["label"] == "logo:Acme"
+    assert "ACME" in verdicts["text"].evidence["findings"][0]["detail"]["text"]
+    assert verdicts["faces"].evidence_image is not None  # the image with the face boxed, stored by sha256
+    assert AuditEvent.objects.filter(action="gate.verdict", asset_id=asset.pk).count() == 4
+    safety = Attestation.objects.get(version=version, predicate_type=ASSAY_SAFETY)
+    assert verify_attestation(safety) == []
+    signed = json.loads(base64.b64decode(safety.envelope["payload"]))["predicate"]["verdicts"]
+    assert sorted((v["gate"], v["outcome"]) for v in signed) == [("export_control", "pass"), ("faces", "flag"),
+                                                                 ("logos", "flag"), ("text", "flag")]
 
     item = ReviewItem.objects.get(version=version)
+    assert item.required_approvals == 2
     claim_review(actor=rita, item=item)
     decide_review(actor=rita, item=item, approve=True, reason="brand owner agreed", overrides=["logos", "text"])
     claim_review(actor=rob, item=item)
@@ -256,20 +264,22 @@ def test_flagged_asset_reviewed_by_two_published_after_consent_and_withdrawn_on_
     version.refresh_from_db()
     assert version.state == AssetVersion.State.APPROVED
 
-    # the likeness on the shop window needs consent: simulate the face gate's flag (see docstring)
-    SafetyVerdict.objects.create(version=version, gate="faces", gate_version="1.0", outcome=FLAG, reason="1 face(s)")
     with pytest.raises(PolicyNotMet) as refused:
         publish_version(actor=manager, version=version)
     assert refused.value.extra["reasons"] == [
-        "faces were found (1 face(s)) and there is no valid consent for the 'web' channel"]
+        "faces were found (1 face(s) found on 1 image(s); a consent record is needed) and there is no valid consent "
+        "for the 'web' channel"]
     assert AuditEvent.objects.filter(action="version.publish_refused", object_id=str(version.pk)).exists()
 
-    consent = record_consent(actor=manager, subject="Jane Doe", channels=["web", "ar"], captures=[capture])
+    signed = draw_text(np.full((300, 800, 3), 255, np.uint8), "I consent. Jane Doe", height=40, at=(20, 120))
+    form, _ = store_stream(io.BytesIO(png(signed)), filename="release-scan.png")  # a scan of the signed form
+    consent = record_consent(actor=manager, subject="Jane Doe", channels=["web", "ar"], captures=[capture], signed_form=form)
     assert publish_version(actor=manager, version=version).state == AssetVersion.State.PUBLISHED
 
     withdrawn = revoke_consent(actor=manager, consent=consent, reason="subject asked")
     assert [v.pk for v in withdrawn] == [version.pk]
     version.refresh_from_db()
     assert version.state == AssetVersion.State.WITHDRAWN
-    assert Notification.objects.filter(recipient=asset.owner, kind="version.withdrawn").count() == 1
+    assert Notification.objects.get(recipient=asset.owner).message == (
+        f"Version {version} was withdrawn: consent of Jane Doe revoked: subject asked.")
     assert AuditEvent.objects.filter(action="rights.revoked", data__withdrawn_versions=[version.pk]).exists()

@@ -198,3 +198,19 @@ def test_the_command_prints_each_problem_and_fails(signed_log):
         "edited: event seq 2 does not match its leaf hash",
         f"root mismatch: STH {signed_log.pk} (tree size 6) covers events the log no longer holds in order",
     ]
+
+
+def test_the_served_tree_grows_with_the_log_and_is_rebuilt_when_its_last_leaf_changes():
+    from governance.tree_heads import log_tree
+
+    append_events(3)
+    first = log_tree()
+    append_events(2)
+    grown = log_tree()
+    assert grown is first and grown.size == 5
+    leaves = [bytes.fromhex(h) for h in AuditEvent.objects.order_by("seq").values_list("leaf_hash", flat=True)]
+    assert grown.root() == MerkleTree(leaves).root()
+    disable_trigger()
+    sql(f"UPDATE {TABLE} SET leaf_hash = %s WHERE seq = 4", ["cd" * 32])
+    rebuilt = log_tree()
+    assert rebuilt is not first and rebuilt.leaf(4) == bytes.fromhex("cd" * 32)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from reconstruction.engine.postprocess import bake, cleanup, decimate, measure, retopology, uv
+from reconstruction.engine.postprocess import bake, cleanup, decimate, measure, retopology, surface, texels, uv
 from reconstruction.engine.postprocess.errors import BadInput
 from reconstruction.engine.postprocess.load import load_asset
 
@@ -116,8 +116,6 @@ def test_unwrap_gives_usable_non_overlapping_uvs():
     assert ((unwrapped.uvs >= 0) & (unwrapped.uvs <= 1)).all()
     assert report["charts"] >= 1 and report["atlases"] == 1
     # Charts do not overlap: the summed UV area fits in the square and matches the texels they cover.
-    from reconstruction.engine.postprocess import surface, texels
-
     area = np.abs(surface.uv_areas(unwrapped.uvs, unwrapped.faces)).sum()
     covered = len(texels.rasterize(unwrapped.uvs, unwrapped.faces, 256, 256))
     assert area < 1.0
@@ -154,8 +152,6 @@ def test_bake_transfers_colour_normal_and_occlusion_with_padding():
     material = baked.materials[0]
     colour = np.asarray(material.textures["base_color"].image)
     # The colour at each target face centre matches the source texture at the same place.
-    from reconstruction.engine.postprocess import texels
-
     centres = baked.positions[baked.faces].mean(axis=1)
     centre_uv = baked.uvs[baked.faces].mean(axis=1)
     sampled = texels.sample_bilinear(colour.astype(float), centre_uv, repeat=False)

@@ -178,7 +178,7 @@ class PhotogrammetryBackend:
 
         started = time.perf_counter()
         _check(cancel, "before texturing")
-        textured = bake(mesh, [(v.camera, v.image) for v in views], config.texture_size)  # type: ignore[misc]
+        textured = bake(mesh, [(v.camera, v.image) for v in views], config.texture_size, config.uv_atlas)  # type: ignore[misc]
         texture_path = workdir / "texture_base_color.png"
         textured.texture.save(texture_path)
         mesh_path = write_glb(textured, workdir / "mesh.glb")

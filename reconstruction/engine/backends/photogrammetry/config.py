@@ -32,4 +32,5 @@ class PhotogrammetryParams:
     max_triangles: int = field(default=100_000, metadata={"minimum": 1000, "maximum": 5_000_000})
     # Texturing.
     texture_size: int = field(default=2048, metadata={"minimum": 256, "maximum": 8192})
+    uv_atlas: str = field(default="auto", metadata={"enum": ["auto", "xatlas", "grid"]})
     device: str = field(default="auto", metadata={"enum": ["auto", "cpu", "cuda"]})
