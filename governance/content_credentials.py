@@ -11,6 +11,7 @@ c2pa-python has no embedding for glTF/GLB/USD/FBX; those files are covered by th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -180,13 +181,27 @@ def _is_ours(data: bytes, kind: str) -> bool:
     )
 
 
+def sign_asset_image(*, asset: Any, data: bytes, kind: str) -> bytes:
+    """`data` (a rendering of `asset`) with embedded credentials naming the asset, its newest decided version and
+    that version's attestations."""
+    from catalog.models import AssetVersion
+    from governance.models import Attestation
+
+    version = asset.versions.exclude(state=AssetVersion.State.OPEN).order_by("-number").first()
+    provenance: dict[str, Any] = {"asset": f"assay:asset/{asset.pk}", "source_sha256": hashlib.sha256(data).hexdigest()}
+    if version is not None:
+        provenance["version"] = f"assay:version/{version.pk}"
+        provenance["attestations"] = [
+            f"assay:attestation/{pk}" for pk in Attestation.objects.filter(version=version).values_list("pk", flat=True)
+        ]
+    return sign_image(data, kind=kind, title=f"{asset.slug}.{'png' if kind == 'png' else 'jpg'}", provenance=provenance)
+
+
 def credential_asset_thumbnail(*, actor: Any, asset: Any) -> Any:
     """Give the asset's thumbnail embedded content credentials (replacing it through `catalog.services.set_thumbnail`,
     which checks the permission and audits); a thumbnail that already carries ours is left as it is."""
     from catalog import services as catalog
-    from catalog.models import AssetVersion
     from catalog.storage import open_blob
-    from governance.models import Attestation
 
     if asset.thumbnail_id is None:
         raise ContentCredentialsError(f"asset {asset.pk} has no thumbnail to sign")
@@ -196,13 +211,6 @@ def credential_asset_thumbnail(*, actor: Any, asset: Any) -> Any:
         data = blob.read()
     if _is_ours(data, kind):
         return asset
-    version = asset.versions.exclude(state=AssetVersion.State.OPEN).order_by("-number").first()
-    provenance: dict[str, Any] = {"asset": f"assay:asset/{asset.pk}", "source_sha256": thumbnail.sha256}
-    if version is not None:
-        provenance["version"] = f"assay:version/{version.pk}"
-        provenance["attestations"] = [
-            f"assay:attestation/{pk}" for pk in Attestation.objects.filter(version=version).values_list("pk", flat=True)
-        ]
-    signed = sign_image(data, kind=kind, title=f"{asset.slug}.{'png' if kind == 'png' else 'jpg'}", provenance=provenance)
+    signed = sign_asset_image(asset=asset, data=data, kind=kind)
     return catalog.set_thumbnail(actor=actor, asset=asset, stream=io.BytesIO(signed),
                                  filename=f"{asset.slug}.{'png' if kind == 'png' else 'jpg'}")

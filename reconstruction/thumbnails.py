@@ -1,6 +1,7 @@
 """Catalog thumbnails rendered from an asset's model file by the engine's headless renderer."""
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from django.contrib.auth import get_user_model
 from catalog import services as catalog
 from catalog.models import Asset, AssetVersion
 from catalog.storage import open_blob
+from governance.content_credentials import sign_asset_image
 from reconstruction.postprocess import source_representation
 
 logger = logging.getLogger(__name__)
@@ -20,7 +22,8 @@ THUMBNAIL_SIZE = 512
 
 
 def render_asset_thumbnail(actor: Any, *, version: AssetVersion, size: int = THUMBNAIL_SIZE) -> Asset:
-    """Render `version`'s model (default variant, lowest LOD) and make it its asset's thumbnail."""
+    """Render `version`'s model (default variant, lowest LOD) and make it its asset's thumbnail, carrying
+    embedded C2PA content credentials that name the asset and its attestations."""
     from reconstruction.engine.thumbnail import render_thumbnail
 
     source = source_representation(version)
@@ -29,10 +32,10 @@ def render_asset_thumbnail(actor: Any, *, version: AssetVersion, size: int = THU
         with open_blob(source.file) as blob, mesh_path.open("wb") as handle:
             shutil.copyfileobj(blob, handle, length=1 << 20)
         png = render_thumbnail(mesh_path, Path(scratch) / "thumbnail.png", size=size)
-        with png.open("rb") as stream:
-            return catalog.set_thumbnail(
-                actor=actor, asset=version.asset, stream=stream, filename=f"{version.asset.slug}.png"
-            )
+        signed = sign_asset_image(asset=version.asset, data=png.read_bytes(), kind="png")
+    return catalog.set_thumbnail(
+        actor=actor, asset=version.asset, stream=io.BytesIO(signed), filename=f"{version.asset.slug}.png"
+    )
 
 
 @shared_task(name="reconstruction.render_thumbnail", queue="cpu", acks_late=True)

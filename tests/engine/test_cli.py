@@ -12,14 +12,20 @@ from reconstruction.engine.cli import main
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_module_entry_lists_backends():
     done = subprocess.run(
-        [sys.executable, "-m", "reconstruction.engine", "backends"], cwd=REPO, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "reconstruction.engine", "backends"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "visual-hull 1.0.0: inputs multi_view; views ≥3; CPU" in done.stdout
 
 
+@pytest.mark.slow
 def test_backends_json(capsys):
     assert main(["backends", "--json"]) == 0
     listed = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
@@ -61,10 +67,21 @@ def test_run_refuses_photos_without_cameras(tmp_path, capsys, sphere_capture):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 def test_run_writes_mesh_and_report(sphere_capture, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
-        ["run", "--backend", "visual-hull", "--images", str(sphere_capture), "--out", str(out), "--param", "resolution=16"]
+        [
+            "run",
+            "--backend",
+            "visual-hull",
+            "--images",
+            str(sphere_capture),
+            "--out",
+            str(out),
+            "--param",
+            "resolution=16",
+        ]
     )
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "result.json").read_text())
@@ -74,8 +91,11 @@ def test_run_writes_mesh_and_report(sphere_capture, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["mesh.glb", "result.json", "sparse"]  # no scratch left
 
 
+@pytest.mark.slow
 def test_render_then_evaluate(sphere_glb, tmp_path, capsys):
-    assert main(["render", "--mesh", str(sphere_glb), "--views", "3", "--size", "32", "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(["render", "--mesh", str(sphere_glb), "--views", "3", "--size", "32", "--out", str(tmp_path / "c")]) == 0
+    )
     assert len(list((tmp_path / "c" / "images").iterdir())) == 3
     code = main(
         [

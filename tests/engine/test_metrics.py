@@ -168,6 +168,7 @@ def test_compare_meshes_of_a_mesh_with_itself():
     assert report["volume_iou"] == 1.0
 
 
+@pytest.mark.slow
 def test_compare_meshes_with_icp_undoes_an_unknown_pose():
     box = trimesh.creation.box(extents=[1.0, 0.6, 0.3])
     moved = box.copy()

@@ -58,6 +58,7 @@ def test_carves_a_sphere_from_eight_views(sphere_capture, tmp_path):
     assert result.resources.wall_s > 0 and result.resources.peak_memory_mb > 0
 
 
+@pytest.mark.slow
 def test_result_report_round_trips(sphere_capture, tmp_path):
     result, _ = run(Capture.load(sphere_capture), tmp_path / "out", {"resolution": 24, "color": False})
     report = result.write_report(tmp_path / "out" / "result.json")

@@ -12,6 +12,7 @@ from PIL import Image
 from catalog import services as catalog
 from catalog.errors import InvalidTransition
 from catalog.storage import open_blob
+from governance.content_credentials import read_credentials
 from governance.models import AuditEvent
 from reconstruction.thumbnails import render_asset_thumbnail
 from tests.catalog.conftest import image_bytes
@@ -37,7 +38,10 @@ def test_the_thumbnail_shows_the_object_on_a_transparent_background(version):
     asset = render_asset_thumbnail(version.created_by, version=version, size=96)
 
     with open_blob(asset.thumbnail) as handle:
-        image = np.asarray(Image.open(handle))
+        data = handle.read()
+    image = np.asarray(Image.open(io.BytesIO(data)))
+    credentials = read_credentials(data, kind="png")
+    assert credentials.state == "Valid", credentials.failures
     assert image.shape == (96, 96, 4)
     covered = image[..., 3] > 0
     assert 0.05 < covered.mean() < 0.9  # the whole box is in view, with a margin

@@ -21,7 +21,7 @@ from reconstruction.engine.resources import measure
 from .config import PhotogrammetryParams
 from .fusion import fuse
 from .meshing import poisson_mesh
-from .mvs import StereoImage, estimate_depth, select_neighbours
+from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
 from .sfm import SparseModel, structure_from_motion
 from .silhouettes import hull_fill
 from .texturing import bake, write_glb
@@ -131,7 +131,8 @@ class PhotogrammetryBackend:
             others = [stereo[j] for j in neighbours[index]]
             if not others:
                 log.append(f"{view.name}: no neighbour view at a useful angle; no depth map")
-                depths.append(estimate_depth(view, [view], near_far, hypotheses=16, patch=config.patch_size, min_ncc=2.0))
+                empty = torch.zeros(view.height, view.width, device=device)
+                depths.append(DepthMap(depth=empty, confidence=empty.clone()))
             else:
                 depths.append(
                     estimate_depth(
