@@ -68,6 +68,7 @@ bench-recon: install
 
 bench-governance: install
 	$(PY) bench/governance.py
+	$(PY) bench/governance_gates.py
 
 bench-postprocess: install
 	$(PY) bench/postprocess.py

@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="BACKEND:K=V")
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
-    parser.add_argument("--timeout", type=float, default=240.0, help="seconds allowed to each backend run")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed to each backend run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recon.json")
     parser.add_argument("--colmap-reference", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = parser.parse_args(argv)

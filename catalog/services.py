@@ -379,6 +379,9 @@ def _decide_version(*, actor: Any, version: AssetVersion, approve: bool, reason:
         raise InvalidTransition(f"Only a submitted version can be reviewed; {version} is {version.state}.")
     if version.created_by_id == actor.pk and not actor.is_superuser:
         raise PermissionDenied("You cannot review a version you created yourself.")
+    from governance.review import sync_direct_decision  # the review queue follows (or refuses) a direct decision
+
+    sync_direct_decision(actor=actor, version=version, approve=approve, reason=reason)
     to_state = AssetVersion.State.APPROVED if approve else AssetVersion.State.REJECTED
     version.state = to_state
     version.row_version = F("row_version") + 1

@@ -102,21 +102,48 @@ def decide_review(*, actor: Any, item: ReviewItem, approve: bool, reason: str,
     if not approve:
         item.state = ReviewItem.State.REJECTED
         item.decided_at = timezone.now()
-        reject_version(actor=actor, version=item.version, reason=reason)
     elif approvals >= item.required_approvals:
         item.state = ReviewItem.State.APPROVED
         item.decided_at = timezone.now()
-        approve_version(actor=actor, version=item.version, reason=reason)
     else:
         item.state = ReviewItem.State.WAITING  # back in the queue for a different reviewer
     item.claimed_by = None
     item.claimed_at = None
-    item.save(update_fields=["state", "decided_at", "claimed_by", "claimed_at"])
+    item.save(update_fields=["state", "decided_at", "claimed_by", "claimed_at"])  # before the catalog call below
+    if item.state == ReviewItem.State.REJECTED:
+        reject_version(actor=actor, version=item.version, reason=reason)
+    elif item.state == ReviewItem.State.APPROVED:
+        approve_version(actor=actor, version=item.version, reason=reason)
     record_event(actor=actor, action="review.decided", obj=item, asset_id=item.version.asset_id,
                  changes={"state": [before, item.state]},
                  data={"approve": approve, "reason": reason, "approvals": approvals,
                        "required_approvals": item.required_approvals, "overrides": sorted(overrides or [])})
     return item
+
+
+def sync_direct_decision(*, actor: Any, version: AssetVersion, approve: bool, reason: str) -> None:
+    """Called by `catalog.services` when a version is approved or rejected outside the queue (API, admin):
+    the open review item is closed with that decision, and an approval that needs two reviewers is refused."""
+    item = ReviewItem.objects.select_for_update().filter(version=version, state__in=OPEN_STATES).first()
+    if item is None:
+        return  # no queue item, or the queue itself is deciding (it closes the item first)
+    if approve and item.required_approvals > 1:
+        raise PermissionDenied(
+            f"Version {version} needs {item.required_approvals} approvals from different reviewers; "
+            "decide it through the review queue."
+        )
+    if item.decisions.filter(reviewer=actor).exists():
+        raise PermissionDenied("You already decided on this version; the next decision must come from another reviewer.")
+    before = item.state
+    ReviewDecision.objects.create(item=item, reviewer=actor, reason=reason or "approved outside the queue",
+                                  outcome=ReviewDecision.Outcome.APPROVE if approve else ReviewDecision.Outcome.REJECT)
+    item.state = ReviewItem.State.APPROVED if approve else ReviewItem.State.REJECTED
+    item.decided_at = timezone.now()
+    item.claimed_by = None
+    item.claimed_at = None
+    item.save(update_fields=["state", "decided_at", "claimed_by", "claimed_at"])
+    record_event(actor=actor, action="review.decided", obj=item, asset_id=version.asset_id,
+                 changes={"state": [before, item.state]}, data={"approve": approve, "reason": reason, "direct": True})
 
 
 def overridden_gates(version: AssetVersion) -> set[str]:

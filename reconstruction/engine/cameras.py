@@ -287,3 +287,43 @@ def write_colmap_text(folder: Path, cameras: Iterable[Camera]) -> Path:
         "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n"
     )
     return folder
+
+
+def read_camera_list(path: Path) -> list[Camera]:
+    """Cameras from a JSON list of {"image", "width", "height", "K" (3×3), "R" (3×3), "t" (3)} (OpenCV,
+    world→camera), as `--eval-cameras` and `render --cameras` take; InvalidCapture names the first problem."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidCapture(f"Cannot read cameras from {path.name}: {exc}") from None
+    if not isinstance(data, list) or not data:
+        raise InvalidCapture(f"{path.name} must hold a non-empty JSON list of cameras.")
+    cameras = []
+    for number, entry in enumerate(data):
+        where = f"{path.name} camera {number}"
+        if not isinstance(entry, dict):
+            raise InvalidCapture(f"{where} must be an object with image, width, height, K, R, t.")
+        missing = [key for key in ("image", "width", "height", "K", "R", "t") if key not in entry]
+        if missing:
+            raise InvalidCapture(f"{where} lacks {', '.join(missing)}.")
+        image = entry["image"]
+        if not isinstance(image, str) or not image or Path(image).is_absolute() or ".." in Path(image).parts:
+            raise InvalidCapture(f"{where}: image must be a relative file name, got {image!r}.")
+        try:
+            K = np.asarray(entry["K"], dtype=np.float64)
+            R = np.asarray(entry["R"], dtype=np.float64)
+            t = np.asarray(entry["t"], dtype=np.float64)
+            width, height = int(entry["width"]), int(entry["height"])
+        except (TypeError, ValueError):
+            raise InvalidCapture(f"{where}: K, R, t must be numbers and width, height integers.") from None
+        if K.shape != (3, 3) or R.shape != (3, 3) or t.shape != (3,):
+            raise InvalidCapture(f"{where}: K and R must be 3×3 and t of length 3.")
+        if not (np.isfinite(K).all() and np.isfinite(R).all() and np.isfinite(t).all()) or width < 1 or height < 1:
+            raise InvalidCapture(f"{where}: values must be finite and the size positive.")
+        if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+            raise InvalidCapture(f"{where}: R is not a rotation matrix.")
+        cameras.append(Camera(image, width, height, K, R, t))
+    return cameras

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, help="output folder (mesh + result.json)")
     run.add_argument("--param", action="append", default=[], metavar="K=V", help="backend parameter (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--eval-cameras", type=Path, metavar="FILE", help="JSON cameras to render the result at, into OUT/eval/"
+    )
     run.set_defaults(handler=_run)
 
     render = sub.add_parser("render", help="render a calibrated capture of a GLB")
@@ -49,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--lighting", choices=["flat", "lit"], default="flat")
     render.add_argument("--transparent", action="store_true", help="transparent background (RGBA PNG)")
     render.add_argument("--seed", type=int, default=0)
+    render.add_argument(
+        "--cameras", type=Path, metavar="FILE", help="render at exactly these JSON cameras (one PNG each) instead"
+    )
     render.set_defaults(handler=_render)
 
     evaluate = sub.add_parser("evaluate", help="compare a reconstruction with a reference mesh")
@@ -140,6 +146,11 @@ def _run(args: argparse.Namespace) -> int:
     params = check_parameters(backend.parameter_schema, parse_assignments(backend.parameter_schema, args.param))
     capture = Capture.load(args.images)
     check_capture_fits(backend.capabilities, capture, backend.name)
+    eval_cameras = None
+    if args.eval_cameras is not None:  # read before the run, so a bad file fails in seconds, not after training
+        from reconstruction.engine.cameras import read_camera_list
+
+        eval_cameras = read_camera_list(args.eval_cameras)
     args.out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=100, unit="%", disable=args.quiet, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
 
@@ -169,8 +180,34 @@ def _run(args: argparse.Namespace) -> int:
     if result.cameras_path is not None:
         result.cameras_path = args.out / Path(result.cameras_path).resolve().relative_to(moved)
     result.write_report(args.out / "result.json")
+    if eval_cameras is not None:
+        _render_eval(backend, result, eval_cameras, args.out)
     print(f"{result.mesh_path} ({result.resources.wall_s:.1f} s); report {args.out / 'result.json'}")
     return 0
+
+
+def _render_eval(backend: Any, result: Any, cameras: list[Any], out: Path) -> list[Path]:
+    """Views of a finished run at `cameras` into OUT/eval/: the backend's own renderer when it has one (a
+    radiance field), else the mesh rendered as a capture would be."""
+    render = getattr(backend, "render_cameras", None)
+    if callable(render):
+        return list(render(out, cameras, out / "eval"))
+    return _render_mesh_at(result.mesh_path, cameras, out / "eval")
+
+
+def _render_mesh_at(mesh: Path, cameras: list[Any], out: Path) -> list[Path]:
+    from PIL import Image
+
+    from reconstruction.engine.render import render_views
+
+    written = []
+    for camera in cameras:  # one at a time: the cameras may differ in size
+        view = render_views(mesh, [camera])[0]
+        path = out / camera.image_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(view.rgb).save(path)
+        written.append(path)
+    return written
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -178,6 +215,12 @@ def _render(args: argparse.Namespace) -> int:
 
     if not args.mesh.is_file():
         raise RenderError(f"{args.mesh} does not exist.")
+    if args.cameras is not None:
+        from reconstruction.engine.cameras import read_camera_list
+
+        written = _render_mesh_at(args.mesh, read_camera_list(args.cameras), args.out)
+        print(f"{len(written)} views written to {args.out}")
+        return 0
     try:
         rings = [float(r) for r in args.rings.split(",") if r.strip()]
     except ValueError:

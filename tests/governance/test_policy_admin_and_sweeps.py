@@ -10,7 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from catalog import services
-from catalog.models import AssetVersion, CaptureImage
+from catalog.errors import PermissionDenied
+from catalog.models import AssetVersion, CaptureImage, Tag
 from catalog.permissions import Role
 from governance.errors import PolicyNotMet, RightsError
 from governance.gate_models import BrandMark, SafetyVerdict
@@ -21,7 +22,7 @@ from governance.review import claim_review, decide_review, overdue_items
 from governance.review_models import ReviewItem
 from governance.rights import expire_rights, record_consent, revoke_consent
 from governance.tasks import run_gates as run_gates_task
-from tests.catalog.conftest import image_bytes
+from tests.catalog.conftest import glb_bytes, image_bytes
 from tests.factories import UserFactory
 from tests.governance.conftest import submitted_version, user_with_role
 
@@ -184,3 +185,21 @@ def test_consent_channels_are_kept_sorted(collection, contributor):
     asset = submitted_version(contributor, collection).asset
     consent = record_consent(actor=contributor, subject="B", channels=["web", "ar"], assets=[asset])
     assert Consent.objects.get(pk=consent.pk).channels == ["ar", "web"]
+
+
+def test_a_direct_catalog_approval_closes_the_queue_item_or_is_refused_when_two_are_needed(collection, contributor):
+    reviewer = user_with_role(Role.REVIEWER, collection, "rev")
+    version = submitted_version(contributor, collection)
+    services.approve_version(actor=reviewer, version=version, reason="ok")
+    item = ReviewItem.objects.get(version=version)
+    assert item.state == ReviewItem.State.APPROVED and item.decisions.get().reviewer == reviewer
+
+    asset = version.asset
+    asset.tags.add(Tag.objects.get_or_create(name="public-facing")[0])
+    second = services.create_version(actor=contributor, asset=asset, parent=version)
+    services.add_representation(actor=contributor, version=second, stream=io.BytesIO(glb_bytes(2.0)), filename="c.glb")
+    services.submit_version(actor=contributor, version=second)
+    with pytest.raises(PermissionDenied, match=r"needs 2 approvals from different reviewers; decide it through the review"):
+        services.approve_version(actor=reviewer, version=second)
+    second.refresh_from_db()
+    assert second.state == AssetVersion.State.SUBMITTED

@@ -57,6 +57,23 @@ def test_mobile_ar_meets_its_budgets_and_every_file_validates(tmp_path):
     assert report["unwrap_and_bake"]["skipped"] is True
 
 
+@pytest.mark.parametrize("limit", [160_000, 100_000])
+def test_glb_over_its_size_budget_gets_smaller_textures(tmp_path, limit):
+    overrides = {**SMALL, "textures": {"max_size": 2048}, "export": {"fbx_writer": "assimp", "max_glb_bytes": limit},
+                 "lods": {"ratios": [1.0], "screen_sizes": [0.5]}}
+    report = run_pipeline(SPOT, tmp_path / "out", "mobile-ar", overrides=overrides)
+    attempts = report["glb_budget"]["attempts"]
+    sides = [a["max_texture"] for a in attempts]
+    assert sides[0] == 1024 and len(sides) > 1 and all(b == a // 2 for a, b in zip(sides, sides[1:], strict=False))
+    assert attempts[0]["bytes"] > limit
+    assert report["budgets"]["texture_size"]["value"] == sides[-1]
+    assert report["validation_passed"] is True
+    if limit == 160_000:
+        assert attempts[-1]["bytes"] <= limit and report["budgets"]["lod0_glb_bytes"]["met"]
+    else:  # Spot's geometry alone is larger: textures stop at 256² and the miss is reported, not hidden
+        assert sides[-1] == 256 and not report["glb_budget"]["met"] and not report["budgets"]["lod0_glb_bytes"]["met"]
+
+
 def test_switch_distance_for_a_sixty_degree_view():
     # A 1 m radius sphere fills half the view height at 1 / (0.5 · tan 30°) ≈ 3.46 m.
     assert switch_distance(1.0, 0.5) == pytest.approx(3.4641, abs=1e-4)

@@ -41,7 +41,7 @@ class FieldParams:
         metadata={"description": "Total-variation weight on the geometry grid.", "minimum": 0.0, "maximum": 10.0},
     )
     colour_tv_weight: float = field(
-        default=1e-5,
+        default=0.0,
         metadata={"description": "Total-variation weight on the colour grid.", "minimum": 0.0, "maximum": 10.0},
     )
     mask_weight: float = field(

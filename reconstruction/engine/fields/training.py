@@ -186,8 +186,8 @@ def fit_field(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            psnr = -10 * math.log10(max(float(mse), 1e-10))
-            history.append(float(loss))
+            psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
+            history.append(float(loss.detach()))
             if iteration % 100 == 0:
                 occupancy = _occupancy(model, hull_grid)
             if iteration % max(1, config.iterations // 10) == 0 and validation is not None:

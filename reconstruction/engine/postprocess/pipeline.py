@@ -161,8 +161,13 @@ def run_pipeline(
 
     levels = steps.run("lods", make_lods)
     export_params = chosen.params("export") or {"formats": ["glb"], "image_format": "png"}
+    normal_format = "png"
+    if "max_glb_bytes" in export_params and "glb" in export_params["formats"]:
+        levels, normal_format, report["glb_budget"] = steps.run(
+            "fit_glb_budget", lambda: _fit_glb_budget(levels, int(export_params["max_glb_bytes"]),
+                                                      export_params.get("image_format", "png"), out / ".budget.glb"))
     exporters = {
-        "glb": lambda a, p: export.export_glb(a, p, export_params.get("image_format", "png")),
+        "glb": lambda a, p: export.export_glb(a, p, export_params.get("image_format", "png"), normal_format),
         "usdz": lambda a, p: export.export_usdz(a, p, export_params.get("image_format", "png")),
         # fbx_writer: "blender" (binary) or "assimp"; unset picks Blender when it is installed.
         "fbx": lambda a, p: export.export_fbx(a, p, export_params.get("image_format", "png"), export_params.get("fbx_writer")),
@@ -201,7 +206,8 @@ def run_pipeline(
         limit = params["max_triangles"]
         budgets["lod0_triangles"] = {"value": lod0.triangle_count, "limit": limit, "met": lod0.triangle_count <= limit}
     if (params := chosen.params("textures")) is not None:
-        largest = max((max(t.size) for m in lod0.materials for t in m.textures.values()), default=0)
+        final = levels[0][0]
+        largest = max((max(t.size) for m in final.materials for t in m.textures.values()), default=0)
         budgets["texture_size"] = {"value": largest, "limit": params["max_size"], "met": largest <= params["max_size"]}
     report["budgets"] = budgets
     report["validation_passed"] = all(
@@ -212,6 +218,30 @@ def run_pipeline(
         progress("done", 1.0, f"{len(levels)} LODs written to {out}")
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2, default=_json_default))
     return json.loads(json.dumps(report, default=_json_default))
+
+
+def _fit_glb_budget(
+    levels: list[tuple[Asset, dict[str, Any]]], limit: int, image_format: str, scratch: Path
+) -> tuple[list[tuple[Asset, dict[str, Any]]], str, dict[str, Any]]:
+    """Make LOD0's GLB fit `limit` bytes: first lossy (JPEG) normal maps, then halve every texture (all
+    levels share them) down to 256², measuring the real file each time. Reports each attempt."""
+    attempts: list[dict[str, Any]] = []
+    normal_format = "png"
+    while True:
+        size = export.gltf.write_glb(levels[0][0], scratch, image_format, normal_format).stat().st_size
+        largest = max((max(t.size) for m in levels[0][0].materials for t in m.textures.values()), default=0)
+        attempts.append({"normal_format": normal_format, "max_texture": largest, "bytes": size})
+        if size <= limit or (normal_format == "jpeg" and largest <= 256):
+            break
+        if normal_format == "png" and any(m.texture("normal") for m in levels[0][0].materials):
+            normal_format = "jpeg"
+            continue
+        if largest <= 256:
+            break
+        normal_format = "jpeg"
+        levels = [(textures.fit_textures(asset, largest // 2)[0], info) for asset, info in levels]
+    scratch.unlink(missing_ok=True)
+    return levels, normal_format, {"limit": limit, "met": attempts[-1]["bytes"] <= limit, "attempts": attempts}
 
 
 def _json_default(value: object) -> object:

@@ -159,13 +159,13 @@ class PhotogrammetryBackend:
             pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
             pcd.colors = o3d.utility.Vector3dVector(cloud.colors)
             pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
-            o3d.io.write_point_cloud(str(dense_dir / "fused.ply"), pcd)
+            o3d.io.write_point_cloud(dense_dir / "fused.ply", pcd)
         timings["fusion"] = time.perf_counter() - started
         progress("fusion", _STAGES["fusion"][1], f"{len(cloud.points)} consistent points")
 
         started = time.perf_counter()
         _check(cancel, "before meshing")
-        silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None]
+        silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None and v.camera is not None]
         if config.silhouette_fill and silhouettes and len(silhouettes) == len(stereo_views):
             cloud, added = hull_fill(cloud, silhouettes, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
             metrics["silhouette_fill_points"] = added

@@ -112,11 +112,11 @@ def fuse(
     if not all_points:
         empty = np.zeros((0, 3))
         return PointCloud(empty, empty, empty, np.zeros(0, dtype=int))
-    points = np.concatenate(all_points).astype(np.float64)
+    xyz = np.concatenate(all_points).astype(np.float64)
     view_index = np.concatenate(all_views)
     centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
-    normals = _oriented_normals(points, centres[view_index])
-    return PointCloud(points, np.concatenate(all_colours).astype(np.float64), normals, view_index)
+    normals = _oriented_normals(xyz, centres[view_index])
+    return PointCloud(xyz, np.concatenate(all_colours).astype(np.float64), normals, view_index)
 
 
 def _oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:

@@ -41,10 +41,10 @@ def poisson_mesh(
         )
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
     pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
-    mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1, linear_fit=False)
+    mesh, poisson_density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1, linear_fit=False)
     vertices = np.asarray(mesh.vertices)
     faces = np.asarray(mesh.triangles)
-    densities = np.asarray(densities)
+    densities = np.asarray(poisson_density)
     report: dict[str, float | int] = {"poisson_vertices": len(vertices), "poisson_triangles": len(faces)}
 
     drop = densities < np.quantile(densities, density_trim_quantile) if density_trim_quantile > 0 else np.zeros(len(vertices), bool)

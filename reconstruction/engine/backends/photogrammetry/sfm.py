@@ -58,7 +58,6 @@ def structure_from_motion(
     image_dir, names = _image_folder(views, folder)
     database = folder / "database.db"
     database.unlink(missing_ok=True)
-    token = pycolmap.CancellationToken() if hasattr(pycolmap, "CancellationToken") else None
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
@@ -86,8 +85,7 @@ def structure_from_motion(
     options = pycolmap.IncrementalPipelineOptions()
     models_dir = folder / "models"
     models_dir.mkdir(exist_ok=True)
-    kwargs = {"cancellation_token": token} if token is not None else {}
-    reconstructions = pycolmap.incremental_mapping(database, image_dir, models_dir, options, **kwargs)
+    reconstructions = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
     _check_cancel(cancel)
     by_name = {rename: view.name for rename, view in zip(names, views, strict=True)}
     diagnosis = _diagnose(database)

@@ -53,7 +53,9 @@ def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: 
     points, normals = _texel_geometry(vertices, faces, uvs, face_ids, texel_rows, texel_cols, size)
 
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    scene.add_triangles(
+        o3d.core.Tensor.from_numpy(mesh.vertices.astype(np.float32)), o3d.core.Tensor.from_numpy(mesh.faces.astype(np.uint32))
+    )
     colours = np.zeros((len(points), 3))
     weight_sum = np.zeros(len(points))
     best_cos = np.full(len(points), -np.inf)
@@ -77,8 +79,8 @@ def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: 
     filled[texel_rows[seen], texel_cols[seen]] = True
     coverage = float(seen.mean()) if len(seen) else 0.0
     texture = _pad(texture, filled, face_of_texel >= 0)
-    image = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
-    return TexturedMesh(vertices, faces, uvs.astype(np.float64), image, coverage)
+    baked = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
+    return TexturedMesh(vertices, faces, uvs.astype(np.float64), baked, coverage)
 
 
 def write_glb(textured: TexturedMesh, path: Path) -> Path:
@@ -88,7 +90,7 @@ def write_glb(textured: TexturedMesh, path: Path) -> Path:
     )
     visual = trimesh.visual.TextureVisuals(uv=textured.uvs, material=material)
     mesh = trimesh.Trimesh(textured.vertices, textured.faces, visual=visual, process=False)
-    path.write_bytes(mesh.export(file_type="glb"))
+    mesh.export(path, file_type="glb")
     return path
 
 
@@ -178,7 +180,7 @@ def _depth_image(scene: o3d.t.geometry.RaycastingScene, camera: Camera) -> np.nd
     directions = camera.pixel_rays(uv)
     origins = np.broadcast_to(camera.center, directions.shape)
     rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    hit = scene.cast_rays(o3d.core.Tensor.from_numpy(rays))["t_hit"].numpy().astype(np.float64)
     # t_hit is along the unit ray; the optical-axis depth is that times the ray's cosine with the axis.
     along_axis = directions @ camera.R[2]
     return (hit * along_axis).reshape(camera.height, camera.width)

@@ -87,14 +87,15 @@ def _texture_transform(texture: Texture) -> dict | None:
     }
 
 
-def _material(builder: _Builder, material: Material, image_format: str, cache: dict[int, int]) -> dict:
+def _material(builder: _Builder, material: Material, image_format: str, cache: dict[int, int],
+              normal_format: str = "png") -> dict:
     def texture_info(role: str) -> dict | None:
         texture = material.texture(role)
         if texture is None:
             return None
         key = id(texture.image)
         if key not in cache:
-            data, mime = encode_image(texture, "png" if role == "normal" else image_format)
+            data, mime = encode_image(texture, normal_format if role == "normal" else image_format)
             builder.doc["images"].append({"bufferView": builder.view(data), "mimeType": mime})
             builder.doc["samplers"].append({
                 "magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR,
@@ -143,8 +144,10 @@ def with_shading_frames(asset: Asset) -> Asset:
     return asset
 
 
-def write_glb(asset: Asset, path: Path | str, image_format: str = "png") -> Path:
-    """Write `asset` as one mesh with one primitive per material; texture-less materials keep their factors."""
+def write_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_format: str = "png") -> Path:
+    """Write `asset` as one mesh with one primitive per material; texture-less materials keep their factors.
+
+    Normal maps stay lossless PNG unless `normal_format="jpeg"` (what a tight size budget may need)."""
     path = Path(path)
     asset = with_shading_frames(asset)
     builder = _Builder()
@@ -164,7 +167,7 @@ def write_glb(asset: Asset, path: Path | str, image_format: str = "png") -> Path
         faces = asset.faces[asset.face_materials == index]
         if len(faces) == 0:
             continue
-        builder.doc["materials"].append(_material(builder, material, image_format, cache))
+        builder.doc["materials"].append(_material(builder, material, image_format, cache, normal_format))
         primitives.append({
             "attributes": attributes,
             "indices": builder.accessor(faces.reshape(-1).astype(index_type), "SCALAR", _ELEMENT_ARRAY_BUFFER),
@@ -218,6 +221,6 @@ def validate_gltf(path: Path | str, timeout_s: float = 300.0) -> Verdict:
     )
 
 
-def export_glb(asset: Asset, path: Path | str, image_format: str = "png") -> ExportResult:
-    written = write_glb(asset, path, image_format)
+def export_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_format: str = "png") -> ExportResult:
+    written = write_glb(asset, path, image_format, normal_format)
     return ExportResult(str(written), "glb", written.stat().st_size, validate_gltf(written))
