@@ -94,6 +94,7 @@ def colmap_reference(capture_dir: Path, workdir: Path, size: int, timeout: float
 def _colmap_reference_here(capture_dir: Path, workdir: Path, size: int) -> dict[str, Any]:
     """CPU SIFT + exhaustive matching + incremental mapping; registered views and camera-centre error."""
     try:
+        import PIL.Image  # noqa: F401 -- Pillow before pycolmap (see photogrammetry/sfm.py on zlib)
         import pycolmap
     except ImportError:
         return {"available": False, "reason": "pycolmap is not installed"}

@@ -360,12 +360,12 @@ def submit_version(*, actor: Any, version: AssetVersion) -> AssetVersion:
     version.save(update_fields=["state", "submitted_at", "row_version"])
     version.refresh_from_db(fields=["row_version"])
     attested = attest_version(version=version)  # provenance is signed in the same transaction
+    from governance.review import enqueue_review  # governance.review calls back into this module
+
+    enqueue_review(version=version, submitted_by=actor)  # the review queue item, in the same transaction
     record_event(actor=actor, action="version.submitted", obj=version, asset_id=version.asset_id,
                  changes={"state": [AssetVersion.State.OPEN, AssetVersion.State.SUBMITTED]},
                  data={"attestations": [a.pk for a in attested]})
-    from governance.review import enqueue_review  # governance.review calls back into this module
-
-    enqueue_review(version=version, submitted_by=actor)
     asset = Asset.objects.select_for_update().get(pk=version.asset_id)
     if asset.state == Asset.State.DRAFT:
         _set_asset_state(actor=actor, asset=asset, to_state=Asset.State.IN_REVIEW, reason=f"version {version.number} submitted")

@@ -7,7 +7,7 @@ from reconstruction.engine.postprocess import bake, cleanup, decimate, measure, 
 from reconstruction.engine.postprocess.errors import BadInput
 from reconstruction.engine.postprocess.load import load_asset
 
-from .meshes import SPOT, asset_from, sphere, two_colour_plane
+from .meshes import SHARED_GLTF, SPOT, asset_from, sphere, two_colour_plane
 
 
 def _broken_sphere():
@@ -91,6 +91,17 @@ def test_decimation_keeps_uvs_and_budget_on_a_textured_scan():
     assert low.triangle_count <= 1000
     assert low.uvs is not None and len(low.uvs) == low.vertex_count
     assert uv.uv_problems(low) == []
+
+
+def test_decimation_leaves_no_faces_collapsed_onto_seams():
+    # SheenChair's parts are split along UV seams; collapses along them can leave slivers and twin faces.
+    chair, _ = cleanup.cleanup(load_asset(SHARED_GLTF / "SheenChair.glb")[0])
+    low, report = decimate.decimate(chair, 3999)
+    welded, _ = surface.weld(low.positions)
+    corners = np.sort(welded[low.faces], axis=1)
+    assert report["collapsed_faces_dropped"] > 0 and low.triangle_count <= 3999
+    assert len(np.unique(corners, axis=0)) == low.triangle_count
+    assert ((corners[:, 0] != corners[:, 1]) & (corners[:, 1] != corners[:, 2])).all()
 
 
 def test_decimation_refuses_an_empty_budget():

@@ -28,6 +28,8 @@ def grid_shape(low: np.ndarray, high: np.ndarray, resolution: int) -> tuple[floa
 class DenseField(torch.nn.Module):
     """Geometry and colour on the points of a regular grid from `low` with spacing `voxel`."""
 
+    low: torch.Tensor  # buffer: the first grid point, world coordinates
+
     def __init__(self, kind: str, low: np.ndarray, voxel: float, shape: tuple[int, int, int], device: str) -> None:
         super().__init__()
         if kind not in (DENSITY, SDF):
@@ -35,7 +37,7 @@ class DenseField(torch.nn.Module):
         self.kind = kind
         self.low_np = np.asarray(low, dtype=np.float64)
         self.voxel = float(voxel)
-        self.shape = tuple(int(n) for n in shape)
+        self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.register_buffer("low", torch.tensor(self.low_np, dtype=torch.float32, device=device))
         self.geometry = torch.nn.Parameter(torch.zeros((1, 1, *self.shape), device=device))
         self.colour = torch.nn.Parameter(torch.zeros((1, SH_CHANNELS, *self.shape), device=device))

@@ -197,7 +197,7 @@ def fit_field(
                 progress(
                     "train",
                     0.05 + 0.75 * min(fraction, 1.0),
-                    f"iteration {iteration} loss {float(loss):.5f} PSNR {psnr:.2f} dB{val}",
+                    f"iteration {iteration} loss {history[-1]:.5f} PSNR {psnr:.2f} dB{val}",
                 )
         if iteration == 0:
             raise BackendFailed("The time budget ran out before training began; raise time_budget_s.")
@@ -453,7 +453,9 @@ def _validation_psnr(
     small = camera.scaled(factor)
     target = (
         np.asarray(
-            Image.open(capture.images[index]).convert("RGB").resize((small.width, small.height), Image.BILINEAR),
+            Image.open(capture.images[index])
+            .convert("RGB")
+            .resize((small.width, small.height), Image.Resampling.BILINEAR),
             dtype=np.float64,
         )
         / 255.0
@@ -478,7 +480,7 @@ def extract_mesh(model: DenseField) -> trimesh.Trimesh:
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         biggest = max(p.area for p in parts)
-        mesh = trimesh.util.concatenate([p for p in parts if p.area >= 0.05 * biggest])
+        mesh = trimesh.util.concatenate([p for p in parts if p.area >= 0.05 * biggest])  # type: ignore[assignment]
     return mesh
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import meshopt
+from . import meshopt, surface
 from .asset import Asset
 from .errors import BadInput
 
@@ -40,6 +40,7 @@ def decimate(asset: Asset, target_triangles: int, options: DecimateOptions = Dec
         asset.positions, asset.faces, int(target_triangles), target_error,
         options=meshopt.LOCK_BORDER if options.lock_border else 0, attributes=attributes, weights=weights,
     )
+    faces, dropped = _without_collapsed_faces(asset.positions, faces)
     faces, face_materials = _material_of_kept(asset, faces)
     used, remapped = np.unique(faces, return_inverse=True)
     simplified = asset.with_geometry(asset.positions[used], remapped.reshape(-1, 3), used, face_materials)
@@ -51,8 +52,28 @@ def decimate(asset: Asset, target_triangles: int, options: DecimateOptions = Dec
         "error_m": error_m,
         "error_share_of_diagonal": error_m / max(asset.diagonal, 1e-30),
         "budget_met": simplified.triangle_count <= target_triangles,
+        "collapsed_faces_dropped": dropped,
         "skipped": False,
     }
+
+
+def _without_collapsed_faces(positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int]:
+    """Drop faces that collapsed onto a seam: zero area, or the same corners as another face.
+
+    Split seam vertices share a position, so the simplifier can leave a sliver whose corners coincide, or two
+    faces over the same three points; importers (Blender's among them) delete those, and counts would differ.
+    """
+    welded, _ = surface.weld(positions)
+    corners = welded[faces]
+    _, area = surface.face_normals_and_areas(positions, faces)
+    extent = float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+    keep = (corners[:, 0] != corners[:, 1]) & (corners[:, 1] != corners[:, 2]) & (corners[:, 0] != corners[:, 2])
+    keep &= area > (extent * 1e-9) ** 2
+    first, _ = surface.unique_rows(np.sort(corners, axis=1))
+    unique = np.zeros(len(faces), dtype=bool)
+    unique[first] = True
+    keep &= unique
+    return faces[keep], int((~keep).sum())
 
 
 def _attributes(asset: Asset, options: DecimateOptions) -> tuple[np.ndarray | None, np.ndarray | None]:

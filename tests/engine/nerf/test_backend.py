@@ -169,3 +169,19 @@ def test_cancel_stops_the_run(tiny_capture, tmp_path):
     with pytest.raises(Cancelled, match=r"^Cancelled by request\.$"):
         run(tiny_capture, tmp_path / "out", QUICK, cancel=cancel)
     assert not (tmp_path / "out" / "mesh.glb").exists()
+
+
+@pytest.mark.slow
+def test_render_at_cameras_and_eval_cameras_of_a_mesh_backend(tiny_capture, sphere_glb, tmp_path, capsys):
+    cameras = held_out_cameras(tiny_capture)
+    camera_file = write_camera_json(cameras, tmp_path / "cameras.json")
+    assert (
+        main(["render", "--mesh", str(sphere_glb), "--cameras", str(camera_file), "--out", str(tmp_path / "gt")]) == 0
+    )
+    expected = render_views(sphere_glb, cameras)
+    for camera, view in zip(cameras, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "gt" / camera.image_name)), view.rgb)
+    # A backend without a field of its own (visual hull) gets its mesh rendered at the cameras.
+    argv = ["run", "--backend", "visual-hull", "--images", str(tiny_capture), "--out", str(tmp_path / "vh"), "--quiet"]
+    assert main([*argv, "--param", "resolution=24", "--eval-cameras", str(camera_file)]) == 0
+    assert sorted(p.name for p in (tmp_path / "vh" / "eval").iterdir()) == ["held_0.png", "held_1.png", "held_2.png"]

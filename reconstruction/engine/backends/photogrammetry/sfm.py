@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pycolmap
+
+# isort: off
+# pycolmap's wheel carries its own zlib; loaded before Pillow's _imaging, Pillow's PNG encoder later frees
+# memory with the wrong deflateEnd and the process aborts. Importing Pillow first binds Pillow to the system zlib.
 from PIL import Image
+import pycolmap
+# isort: on
 
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.errors import BackendFailed, Cancelled

@@ -43,14 +43,16 @@ def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: 
     """
     if method == "xatlas" or (method == "auto" and len(mesh.faces) <= XATLAS_MAX_TRIANGLES):
         vmapping, faces, uvs = xatlas.parametrize(mesh.vertices.astype(np.float32), mesh.faces.astype(np.uint32))
-        vertices = mesh.vertices[vmapping]
         faces = faces.astype(np.int64)
     else:
-        vertices, faces, uvs = _triangle_grid_atlas(mesh, size)
+        vmapping, faces, uvs = _triangle_grid_atlas(mesh, size)
+    vertices = mesh.vertices[vmapping]
+    # Normals of the welded surface, so they stay smooth across the atlas's seams.
+    vertex_normals = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).vertex_normals[vmapping]
     face_of_texel = _rasterize(uvs, faces, size)
     texel_rows, texel_cols = np.nonzero(face_of_texel >= 0)
     face_ids = face_of_texel[texel_rows, texel_cols]
-    points, normals = _texel_geometry(vertices, faces, uvs, face_ids, texel_rows, texel_cols, size)
+    points, normals = _texel_geometry(vertices, vertex_normals, faces, uvs, face_ids, texel_rows, texel_cols, size)
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
@@ -95,7 +97,10 @@ def write_glb(textured: TexturedMesh, path: Path) -> Path:
 
 
 def _triangle_grid_atlas(mesh: Mesh, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each triangle in its own half of a square grid cell, inset one texel so neighbours never bleed in."""
+    """Each triangle in its own half of a square grid cell, inset one texel so neighbours never bleed in.
+
+    Returns, like xatlas, the source vertex of each atlas vertex, the atlas faces and the atlas UVs.
+    """
     count = len(mesh.faces)
     cells_per_side = int(np.ceil(np.sqrt((count + 1) // 2)))
     cell = size / cells_per_side
@@ -114,9 +119,8 @@ def _triangle_grid_atlas(mesh: Mesh, size: int) -> tuple[np.ndarray, np.ndarray,
     )
     towards_centre = np.where(lower[:, None, None], np.array([[1, 1], [-2, 1], [1, -2]])[None], np.array([[-1, -1], [2, -1], [-1, 2]])[None])
     uvs = np.stack([u0, v0], axis=1)[:, None, :] + corners * step + towards_centre * inset
-    vertices = mesh.vertices[mesh.faces.reshape(-1)]
     faces = np.arange(3 * count).reshape(count, 3)
-    return vertices, faces, uvs.reshape(-1, 2)
+    return mesh.faces.reshape(-1), faces, uvs.reshape(-1, 2)
 
 
 def _rasterize(uvs: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
@@ -130,7 +134,7 @@ def _rasterize(uvs: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
 
 
 def _texel_geometry(
-    vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, face_ids: np.ndarray,
+    vertices: np.ndarray, vertex_normals: np.ndarray, faces: np.ndarray, uvs: np.ndarray, face_ids: np.ndarray,
     rows: np.ndarray, cols: np.ndarray, size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """World position and smooth unit normal at each texel centre (barycentric within its face)."""
@@ -150,7 +154,6 @@ def _texel_geometry(
     weights = np.stack([w0, w1, w2], axis=1)
     tri = vertices[faces[face_ids]]
     points = (weights[:, :, None] * tri).sum(1)
-    vertex_normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
     normals = (weights[:, :, None] * vertex_normals[faces[face_ids]]).sum(1)
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     return points, normals
