@@ -80,7 +80,10 @@ def _consent_for_faces(version: AssetVersion) -> str | None:
 def _rights_allow_channel(version: AssetVersion) -> str | None:
     from governance.rights import effective_rights
 
-    refusal = effective_rights(version).refusal(channel=publish_channel())
+    rights = effective_rights(version)
+    if not rights.licences:
+        return None  # `_licensed` already says so
+    refusal = rights.refusal(channel=publish_channel())
     return f"rights: {refusal}" if refusal else None
 
 
