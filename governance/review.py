@@ -40,7 +40,16 @@ def enqueue_review(*, version: AssetVersion, submitted_by: Any) -> ReviewItem:
         record_event(actor=submitted_by, action="review.enqueued", obj=item, asset_id=version.asset_id,
                      data={"version": version.pk, "required_approvals": item.required_approvals,
                            "due_at": item.due_at})
+        version_id = version.pk
+        transaction.on_commit(lambda: dispatch_gates(version_id))  # reviewers see the gates' evidence
     return item
+
+
+def dispatch_gates(version_id: int) -> None:
+    """Queue the safety gates for a version on the cpu queue (`governance.run_gates`)."""
+    from governance.tasks import run_gates
+
+    run_gates.delay(version_id)
 
 
 def _check_four_eyes(actor: Any, item: ReviewItem) -> None:

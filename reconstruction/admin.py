@@ -9,9 +9,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from catalog.admin import AssetVersionAdmin
+from catalog.models import AssetVersion
 from config.problems import DomainError
 from reconstruction import selectors, services
+from reconstruction.engine.postprocess.presets import PRESETS
 from reconstruction.models import ReconstructionJob
+from reconstruction.postprocess import request_postprocess
 
 
 @admin.register(ReconstructionJob)
@@ -74,3 +78,19 @@ class ReconstructionJobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[ReconstructionJob]) -> None:
         self._apply(request, queryset, services.retry_job, "Re-queued")
+
+
+def _postprocess_action(preset: str) -> Any:
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AssetVersion]) -> None:
+        modeladmin.run_service(  # type: ignore[attr-defined]
+            request, queryset, lambda v: request_postprocess(request.user, version=v, preset=preset),
+            f"version(s) queued for '{preset}' post-processing (the result arrives as a new version)",
+        )
+
+    action.__name__ = f"postprocess_{preset.replace('-', '_')}"
+    return admin.action(description=f"Post-process selected versions for {preset}")(action)
+
+
+# Asset managers re-run post-processing from the catalog's version page; the catalog itself stays unaware of
+# the engine, so the actions are added from here.
+AssetVersionAdmin.actions = [*AssetVersionAdmin.actions, *(_postprocess_action(p) for p in PRESETS)]

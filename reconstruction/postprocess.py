@@ -150,6 +150,18 @@ def _ingest(actor: Any, *, version: AssetVersion, preset: str, source: Represent
     return new
 
 
+@transaction.atomic
+def request_postprocess(actor: Any, *, version: AssetVersion, preset: str) -> None:
+    """Queue `preset` on `version` for a cpu worker once this transaction commits; audited as requested."""
+    catalog.require(actor, Action.CONTRIBUTE, version)
+    if preset not in PRESETS:
+        raise PostprocessRefused(f"Unknown preset '{preset}'; choose one of {', '.join(PRESETS)}.", code="unknown_preset")
+    source = source_representation(version)
+    record_event(actor=actor, action="version.postprocess_requested", obj=version, asset_id=version.asset_id,
+                 data={"preset": preset, "source_sha256": source.file.sha256})
+    transaction.on_commit(lambda: postprocess_version_task.delay(version.pk, preset, actor.pk))
+
+
 @shared_task(name="reconstruction.postprocess_version", queue="cpu", acks_late=True)
 def postprocess_version_task(version_id: int, preset: str, actor_id: int,
                              overrides: dict[str, dict[str, Any]] | None = None) -> int:

@@ -17,13 +17,13 @@ from config.problems import NotFound
 from governance.review import claim_review, decide_review
 from governance.review_models import ReviewItem
 from governance.rights import effective_rights
+from governance.rights_models import CHANNELS
 
 
 def _version_rights(version: AssetVersion) -> dict[str, Any]:
     rights = effective_rights(version)
     return {"version": version.pk, "number": version.number, "state": version.state, **rights.as_dict(),
-            "refusals": {c: rights.refusal(channel=c) for c in sorted(rights.channels | {"web", "ar", "print", "games",
-                                                                                            "training"})}}
+            "refusals": {c: rights.refusal(channel=c) for c in CHANNELS}}
 
 
 class AssetRightsView(APIView):

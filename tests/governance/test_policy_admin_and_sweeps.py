@@ -203,3 +203,11 @@ def test_a_direct_catalog_approval_closes_the_queue_item_or_is_refused_when_two_
         services.approve_version(actor=reviewer, version=second)
     second.refresh_from_db()
     assert second.state == AssetVersion.State.SUBMITTED
+
+
+def test_submitting_queues_the_gates_after_commit(collection, contributor, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr("governance.tasks.run_gates.delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = submitted_version(contributor, collection)
+    assert queued == [version.pk]

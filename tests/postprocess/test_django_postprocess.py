@@ -82,3 +82,37 @@ def test_a_viewer_may_not_post_process(scans, source_version):
     viewer = user_with_role(Role.VIEWER, scans)
     with pytest.raises(PermissionDenied):
         postprocess_version(viewer, version=source_version, preset="web")
+
+
+
+def test_an_asset_manager_queues_post_processing_from_the_version_admin(source_version, scans, monkeypatch,
+                                                                         django_capture_on_commit_callbacks):
+    """The admin action goes through `request_postprocess`: permission checked, audited, queued after commit."""
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    from reconstruction import postprocess
+
+    queued = []
+    monkeypatch.setattr(postprocess.postprocess_version_task, "delay", lambda *args: queued.append(args))
+    model_admin = site._registry[AssetVersion]
+    messages = []
+    monkeypatch.setattr(model_admin, "message_user", lambda request, text, level=None: messages.append(text))
+
+    for role in (Role.ASSET_MANAGER, Role.VIEWER):
+        user = user_with_role(role, scans)
+        user.is_staff = True
+        user.save()
+        request = RequestFactory().post("/admin/catalog/assetversion/")
+        request.user = user
+        action = model_admin.get_actions(request)["postprocess_mobile_ar"][0]
+        with django_capture_on_commit_callbacks(execute=True):
+            action(model_admin, request, AssetVersion.objects.filter(pk=source_version.pk))
+        if role is Role.ASSET_MANAGER:
+            manager = user
+
+    assert queued == [(source_version.pk, "mobile-ar", manager.pk)]
+    assert messages[0] == "1 version(s) queued for 'mobile-ar' post-processing (the result arrives as a new version)."
+    assert messages[1].startswith(f"{source_version}: ")
+    event = AuditEvent.objects.get(action="version.postprocess_requested")
+    assert event.data["preset"] == "mobile-ar" and event.actor_id == manager.pk

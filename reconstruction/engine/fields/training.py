@@ -180,7 +180,7 @@ def fit_field(
             if not torch.isfinite(loss):
                 bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "total"
                 raise BackendFailed(
-                    f"Training diverged at iteration {iteration}: the loss is {float(loss)} ({bad} term); "
+                    f"Training diverged at iteration {iteration}: the loss is {float(loss.detach())} ({bad} term); "
                     "try a smaller learning_rate."
                 )
             optimiser.zero_grad(set_to_none=True)

@@ -93,6 +93,7 @@ class PhotogrammetryBackend:
                 exhaustive_max_images=config.exhaustive_matching_max_images,
                 focal_length_prior=config.focal_length_prior,
                 cancel=cancel,
+                sift_peak_threshold=config.sift_peak_threshold,
                 intrinsics=_shared_intrinsics(capture),
             )
             sparse_dir = workdir / "sparse"
@@ -258,6 +259,7 @@ def _points_for_known_cameras(
             exhaustive_max_images=config.exhaustive_matching_max_images,
             focal_length_prior=config.focal_length_prior,
             cancel=cancel,
+            sift_peak_threshold=config.sift_peak_threshold,
         )
     except BackendFailed as exc:
         log.append(f"sparse points for depth ranges unavailable ({exc.message}); using the cameras' convergence")

@@ -11,6 +11,8 @@ class PhotogrammetryParams:
     # Structure from motion.
     max_image_size: int = field(default=1600, metadata={"minimum": 256, "maximum": 8192})
     exhaustive_matching_max_images: int = field(default=50, metadata={"minimum": 2, "maximum": 1000})
+    # SIFT's contrast threshold (COLMAP's default is 0.0067); lower finds features on faint texture.
+    sift_peak_threshold: float = field(default=0.004, metadata={"minimum": 0.0005, "maximum": 0.05})
     # Focal length in pixels / max(width, height), used when a photo has no EXIF focal length.
     focal_length_prior: float = field(default=1.2, metadata={"minimum": 0.3, "maximum": 5.0})
     # Multi-view stereo.

@@ -52,6 +52,7 @@ def structure_from_motion(
     exhaustive_max_images: int,
     focal_length_prior: float,
     cancel: CancelFn,
+    sift_peak_threshold: float = 0.0067,
     intrinsics: np.ndarray | None = None,
 ) -> SparseModel:
     """Estimates cameras for `views`; writes the COLMAP database under `folder` and the text model in `sparse_dir`.
@@ -72,6 +73,7 @@ def structure_from_motion(
         reader.camera_params = f"{focal},{intrinsics[0, 2]},{intrinsics[1, 2]},0"
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
+    extraction.sift.peak_threshold = sift_peak_threshold
     pycolmap.extract_features(
         database, image_dir, image_names=names, camera_mode=pycolmap.CameraMode.AUTO,
         reader_options=reader, extraction_options=extraction, device=pycolmap.Device.auto,
