@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "sceaux-castle"
-if not PHOTOS.is_dir():
-    PHOTOS = Path("/work/shared/data/photos/sceaux-castle")
+PHOTOS = Path(os.environ.get("ASSAY_SHARED_DATA") or ROOT.parent / "shared" / "data") / "photos" / "sceaux-castle"
 
 
 def backgrounds(crops: int, seed: int) -> list:

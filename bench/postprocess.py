@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -32,7 +33,7 @@ from reconstruction.engine.postprocess.export import gltf  # noqa: E402
 from reconstruction.engine.postprocess.load import load_asset  # noqa: E402
 from reconstruction.engine.postprocess.pipeline import run_pipeline  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "gltf"
+DATA = Path(os.environ.get("ASSAY_SHARED_DATA") or ROOT.parent / "shared" / "data") / "gltf"
 SCANS = ["spot", "stanford-bunny", "rocker-arm", "Avocado", "WaterBottle", "SheenChair"]
 RATIOS = [0.5, 0.1, 0.01]
 GLTFPACK = ROOT / "node_modules" / "gltfpack" / "cli.js"

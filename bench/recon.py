@@ -36,7 +36,7 @@ from reconstruction.engine.metrics import align_by_cameras, compare_images, comp
 from reconstruction.engine.protocol import MULTI_VIEW, ReconstructionResult  # noqa: E402
 from reconstruction.engine.render import load_scene, render_capture, render_views, turntable_cameras  # noqa: E402
 
-DEFAULT_SCANS = REPO.parent / "shared" / "data" / "gltf"
+DEFAULT_SCANS = Path(os.environ.get("ASSAY_SHARED_DATA") or REPO.parent / "shared" / "data") / "gltf"
 # The default run (about ten minutes on two cores) covers two scans; `--objects all` takes every GLB in --scans.
 DEFAULT_OBJECTS = "spot,Avocado"
 HELD_OUT_RINGS = (0.0, 30.0)  # between the capture's rings, so no held-out view repeats a training view

@@ -12,8 +12,9 @@ from catalog.permissions import Role, assign_role
 from catalog.services import create_capture
 from governance.models import AuditEvent
 from tests.factories import CollectionFactory, UserFactory
+from tests.shared_data import SCEAUX_CASTLE
 
-CASTLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos" / "sceaux-castle"
+CASTLE = SCEAUX_CASTLE
 
 
 def _png(array: np.ndarray) -> io.BytesIO:

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import trimesh
 
-SHARED_GLTF = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gltf"
-
 
 @pytest.fixture(scope="session")
 def sphere_glb(tmp_path_factory) -> Path:

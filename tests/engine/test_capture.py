@@ -10,8 +10,9 @@ from reconstruction.engine.cameras import camera_looking_at, intrinsics, write_c
 from reconstruction.engine.capture import Capture, check_capture_fits
 from reconstruction.engine.errors import InvalidCapture
 from reconstruction.engine.protocol import MULTI_VIEW, Capabilities
+from tests.shared_data import SCEAUX_CASTLE
 
-SCEAUX = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos" / "sceaux-castle"
+SCEAUX = SCEAUX_CASTLE
 
 
 def write_image(path: Path, size=(32, 24), value=128) -> Path:

@@ -1,16 +1,14 @@
 """Small meshes built in code for the post-processing tests (no files, nothing random)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import trimesh
 from PIL import Image
 
 from reconstruction.engine.postprocess.asset import Asset, Material, Texture
+from tests.shared_data import SHARED_GLTF
 
 # ../shared/data beside the repository (see shared/data/README.md); Spot is public domain.
-SHARED_GLTF = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gltf"
 SPOT = str(SHARED_GLTF / "spot.glb")
 
 
