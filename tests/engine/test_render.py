@@ -9,8 +9,7 @@ from scipy import ndimage
 
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.render import RenderError, render_capture, render_views, sha256_file, turntable_cameras
-
-from .conftest import SHARED_GLTF
+from tests.shared_data import SHARED_GLTF
 
 CENTRE = np.array([0.02, 0.05, -0.01])
 RADIUS = 0.1
