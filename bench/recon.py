@@ -285,8 +285,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Budgets that fit the trained-field backends into the bench's per-run timeout on a 2-core CPU; any
+# --param for the same backend and key replaces its default.
+CPU_DEFAULT_PARAMS = ["nerf:time_budget_s=150", "nerf:resolution=64", "sdf:time_budget_s=150", "sdf:resolution=64"]
+
+
 def parse_params(pairs: list[str]) -> dict[str, list[str]]:
     """`backend:key=value` → {backend: ["key=value", …]}; the backend's CLI run checks them."""
+    given = {pair.split("=", 1)[0] for pair in pairs}
+    pairs = [p for p in CPU_DEFAULT_PARAMS if p.split("=", 1)[0] not in given] + pairs
     grouped: dict[str, list[str]] = {}
     for pair in pairs:
         backend, sep, assignment = pair.partition(":")
@@ -309,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="BACKEND:K=V")
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed to each backend run")
+    parser.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to each backend run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recon.json")
     parser.add_argument("--colmap-reference", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = parser.parse_args(argv)

@@ -19,9 +19,9 @@ import torch
 import trimesh
 from PIL import Image
 
-from reconstruction.engine.backends.visual_hull import _carve, _colour_vertices, _Field, _Grid, _grid, _initial_box
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.capture import Capture
+from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, voxel_grid
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
 from reconstruction.engine.fields.occupancy import OccupancyGrid
@@ -31,6 +31,7 @@ from reconstruction.engine.fields.volume import render_rays
 from reconstruction.engine.protocol import CancelFn, ProgressFn, ReconstructionResult
 from reconstruction.engine.render import sha256_file, turntable_cameras
 from reconstruction.engine.resources import measure
+from reconstruction.engine.vertex_colours import colour_vertices
 
 CHECKPOINT = "field.pt"
 HULL_RESOLUTION = 64
@@ -240,7 +241,7 @@ def fit_field(
         mesh = extract_mesh(model)
         check()
         progress("colour", 0.92, "colouring vertices from the best-facing visible view")
-        coloured = _colour_vertices(mesh, capture, cameras, model.voxel, check)
+        coloured = colour_vertices(mesh, capture, cameras, model.voxel, check)
         mesh_path = workdir / "mesh.glb"
         mesh.export(mesh_path)
         cameras_path = write_colmap_text(workdir / "sparse", cameras)
@@ -281,26 +282,26 @@ def fit_field(
 
 def _object_box(
     capture: Capture, device: str, check: Callable[[], None]
-) -> tuple[np.ndarray, np.ndarray, tuple[_Field | None, np.ndarray | None, str]]:
+) -> tuple[np.ndarray, np.ndarray, tuple[CarvedField | None, np.ndarray | None, str]]:
     """Box of the object, and the masks' visual hull over it (None without masks)."""
     assert capture.cameras is not None
     cameras = capture.cameras
     if capture.masks is not None:
         masks = [torch.from_numpy(capture.load_mask(i)).to(device) for i in range(capture.num_views)]
-        low, high = _initial_box(cameras)
-        coarse = _carve(_grid(low, high, 48), cameras, masks, 0, device, lambda _: check())
+        low, high = box_seen_by_all(cameras)
+        coarse = carve(voxel_grid(low, high, 48), cameras, masks, 0, device, lambda _: check())
         occupied = coarse.values >= 0.5
         if not occupied.any():
             raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
         low, high = coarse.occupied_box(occupied, 0.1)
-        hull = _carve(_grid(low, high, HULL_RESOLUTION), cameras, masks, 0, device, lambda _: check())
+        hull = carve(voxel_grid(low, high, HULL_RESOLUTION), cameras, masks, 0, device, lambda _: check())
         return low, high, (hull, None, "visual hull of the masks")
     box = capture.metadata.get("object", {})
     if "bbox_min" in box and "bbox_max" in box:
         low, high = np.asarray(box["bbox_min"], dtype=np.float64), np.asarray(box["bbox_max"], dtype=np.float64)
         margin = (high - low).max() * 0.1
         return low - margin, high + margin, (None, None, "capture manifest")
-    low, high = _initial_box(cameras)
+    low, high = box_seen_by_all(cameras)
     return low, high, (None, None, "camera frusta")
 
 
@@ -328,7 +329,7 @@ def _training_rays(capture: Capture, views: list[int], low: np.ndarray, high: np
     )
 
 
-def _hull_at(hull: _Field, points: torch.Tensor) -> torch.Tensor:
+def _hull_at(hull: CarvedField, points: torch.Tensor) -> torch.Tensor:
     """Visual-hull value (0–1) at world points, nearest cell; 0 outside the hull's grid."""
     grid = hull.grid
     index = torch.round((points.double().cpu() - torch.from_numpy(grid.origin)) / grid.voxel).long()
@@ -344,7 +345,7 @@ def _grid_points(model: DenseField) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) + model.low
 
 
-def _seed_geometry(model: DenseField, hull: tuple[_Field | None, Any, str], low: np.ndarray, high: np.ndarray) -> None:
+def _seed_geometry(model: DenseField, hull: tuple[CarvedField | None, Any, str], low: np.ndarray, high: np.ndarray) -> None:
     """Starts from the visual hull when there is one (solid inside, empty outside), else from a near-empty box
     (density) or a sphere in the middle of the box (SDF)."""
     hull_field = hull[0]
@@ -360,7 +361,7 @@ def _seed_geometry(model: DenseField, hull: tuple[_Field | None, Any, str], low:
 
             solid = hull_field.values >= 0.5
             signed = (distance_transform_edt(~solid) - distance_transform_edt(solid)) * hull_field.grid.voxel
-            smooth = _Field(hull_field.grid, signed.astype(np.float32))
+            smooth = CarvedField(hull_field.grid, signed.astype(np.float32))
             distance = _hull_sdf_at(smooth, points)
         else:
             centre = torch.tensor((low + high) / 2, dtype=torch.float32, device=points.device)
@@ -368,7 +369,7 @@ def _seed_geometry(model: DenseField, hull: tuple[_Field | None, Any, str], low:
         model.geometry.copy_((distance / model.voxel).reshape(model.geometry.shape))
 
 
-def _hull_sdf_at(signed: _Field, points: torch.Tensor) -> torch.Tensor:
+def _hull_sdf_at(signed: CarvedField, points: torch.Tensor) -> torch.Tensor:
     grid = signed.grid
     values = torch.from_numpy(signed.values)[None, None].to(points.device)
     span = torch.tensor([(n - 1) * grid.voxel for n in grid.shape], dtype=torch.float32, device=points.device)
@@ -378,7 +379,7 @@ def _hull_sdf_at(signed: _Field, points: torch.Tensor) -> torch.Tensor:
     return sampled.reshape(-1)
 
 
-def _occupancy(model: DenseField, hull: _Field | None) -> OccupancyGrid:
+def _occupancy(model: DenseField, hull: CarvedField | None) -> OccupancyGrid:
     """Cells around grid points where the field is not empty (and, with masks, inside the dilated hull)."""
     alive = model.voxel_density() > ALIVE_DENSITY
     if hull is not None:
@@ -475,8 +476,8 @@ def extract_mesh(model: DenseField) -> trimesh.Trimesh:
         values = np.clip(0.5 - geometry / 8.0, 0.0, 1.0)  # linear near the surface, so level 0.5 is exactly d = 0
     if not np.isfinite(values).all():
         raise BackendFailed("The trained field holds non-finite values; no mesh was extracted.")
-    grid = _Grid(origin=model.low_np.copy(), voxel=model.voxel, shape=model.shape)
-    mesh = _Field(grid, values.astype(np.float32)).surface()
+    grid = VoxelGrid(origin=model.low_np.copy(), voxel=model.voxel, shape=model.shape)
+    mesh = CarvedField(grid, values.astype(np.float32)).surface()
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         biggest = max(p.area for p in parts)
