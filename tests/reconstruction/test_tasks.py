@@ -77,7 +77,7 @@ def test_run_end_to_end_makes_a_version_with_files_quality_and_cost(owner, captu
     assert quality.metrics["views_used"] == 3
     cost = CostRecord.objects.get(version=version)
     assert cost.kind == "reconstruction" and cost.source == f"job:{job.pk}"
-    assert cost.cpu_seconds > 0 and cost.gpu_seconds == 0
+    assert 0 < cost.cpu_seconds and cost.gpu_seconds == 0
     assert cost.storage_bytes == model.file.size + texture.file.size
     assert job.resource_usage["wall_s"] > 0 and job.resource_usage["device"] == "cpu"
     assert "icosphere written" in job.log_tail and "[reading] 3 views" in job.log_tail
