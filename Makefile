@@ -41,6 +41,7 @@ migrate: install
 
 demo: migrate
 	$(PY) manage.py load_demo --no-thumbnails
+	$(PY) manage.py sync_models
 	$(PY) manage.py render_thumbnails --missing
 
 run: demo

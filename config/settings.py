@@ -199,6 +199,8 @@ ASSAY_JOB_STALL_AFTER_S = env_float("ASSAY_JOB_STALL_AFTER_S", 300.0)
 ASSAY_JOB_MAX_ATTEMPTS = int(os.environ.get("ASSAY_JOB_MAX_ATTEMPTS", "3"))
 ASSAY_JOB_TIME_LIMIT_S = int(os.environ.get("ASSAY_JOB_TIME_LIMIT_S", str(6 * 3600)))  # a hung backend fails here
 ASSAY_JOB_WORKDIR = os.environ.get("ASSAY_JOB_WORKDIR") or None
+# `migrate` copies the engine's model registry (reconstruction/engine/weights/registry.json) into LearnedModel.
+ASSAY_SYNC_MODELS_ON_MIGRATE = env_bool("ASSAY_SYNC_MODELS_ON_MIGRATE", True)
 CELERY_BEAT_SCHEDULE = {
     "sign-audit-tree-head": {"task": "governance.sign_tree_head", "schedule": 300.0},
     "detect-stalled-jobs": {"task": "reconstruction.detect_stalled_jobs", "schedule": 60.0},

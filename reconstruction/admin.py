@@ -1,5 +1,6 @@
 """Admin pages of reconstruction jobs: read-only, with progress bars and the log tail; cancel and retry go
-through the services, so the admin writes the same audit events as the API."""
+through the services, so the admin writes the same audit events as the API. Learned models are read-only too:
+they come from the engine's model registry (`manage.py sync_models`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from catalog.admin import AssetVersionAdmin
@@ -14,7 +16,7 @@ from catalog.models import AssetVersion
 from config.problems import DomainError
 from reconstruction import selectors, services
 from reconstruction.engine.postprocess.presets import PRESETS
-from reconstruction.models import ReconstructionJob
+from reconstruction.models import LearnedModel, ReconstructionJob
 from reconstruction.postprocess import request_postprocess
 
 
@@ -78,6 +80,77 @@ class ReconstructionJobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[ReconstructionJob]) -> None:
         self._apply(request, queryset, services.retry_job, "Re-queued")
+
+
+class JobsUsingModelInline(admin.TabularInline):
+    """The jobs that ran with the model and the versions they made (only those the viewer may see)."""
+
+    model = ReconstructionJob.learned_models.through
+    fk_name = "learnedmodel"
+    verbose_name = "job that used this model"
+    verbose_name_plural = "jobs and versions made with this model"
+    fields = readonly_fields = ("job", "produced_version")
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        visible = selectors.jobs_visible_to(request.user).values("pk")
+        return (
+            super().get_queryset(request)
+            .filter(reconstructionjob__in=visible)
+            .select_related("reconstructionjob__asset", "reconstructionjob__produced_version__asset")
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="job")
+    def job(self, link: Any) -> str:
+        job = link.reconstructionjob
+        url = reverse("admin:reconstruction_reconstructionjob_change", args=[job.pk])
+        return format_html('<a href="{}">job {}</a> ({} on {})', url, job.pk, job.backend, job.asset)
+
+    @admin.display(description="version")
+    def produced_version(self, link: Any) -> str:
+        version = link.reconstructionjob.produced_version
+        if version is None:
+            return "—"
+        url = reverse("admin:catalog_assetversion_change", args=[version.pk])
+        return format_html('<a href="{}">{}</a>', url, version)
+
+
+@admin.register(LearnedModel)
+class LearnedModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "architecture", "sha256_short", "size", "available", "metrics_summary",
+                    "registered_at")
+    list_filter = ("available", "architecture", "name")
+    search_fields = ("name", "sha256", "architecture")
+    readonly_fields = [f.name for f in LearnedModel._meta.fields]
+    inlines = (JobsUsingModelInline,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # registered by training into the engine's registry, then `manage.py sync_models`
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # provenance of published versions cites these rows
+
+    @admin.display(description="sha256", ordering="sha256")
+    def sha256_short(self, model: LearnedModel) -> str:
+        return format_html('<code title="{}">{}</code>', model.sha256, model.sha256[:12])
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, model: LearnedModel) -> str:
+        return f"{model.size_bytes / 1e6:.1f} MB"
+
+    @admin.display(description="metrics")
+    def metrics_summary(self, model: LearnedModel) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(model.metrics.items())) or "—"
 
 
 def _postprocess_action(preset: str) -> Any:

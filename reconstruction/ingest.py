@@ -1,6 +1,7 @@
 """Turns a backend's result folder into catalog rows: a new AssetVersion (parent lineage, source capture),
 its model file on LOD0 of the default variant, textures, a QualityReport and a CostRecord — and marks the
-job succeeded. All of it commits together or not at all; blobs written for a failed ingest are removed.
+job succeeded, linked to the registered checkpoints the result names in metrics["model_checkpoints"]. All of it
+commits together or not at all; blobs written for a failed ingest are removed.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from catalog.file_checks import EXTENSIONS, IMAGE_FORMATS
 from catalog.models import CostRecord, Representation
 from catalog.storage import blobs_cleaned_on_failure, store_path
 from reconstruction import services
+from reconstruction.engine.model_registry import CHECKPOINTS_METRIC
 from reconstruction.engine.protocol import ReconstructionResult, ResourceUsage
+from reconstruction.model_catalog import UnregisteredCheckpoint, registered_checkpoints
 from reconstruction.models import ReconstructionJob
 
 
@@ -71,6 +74,10 @@ def ingest_result(*, job_id: int, worker: str, result: ReconstructionResult, usa
         # The job row first, then (inside create_version) the asset: the same order as every other writer.
         job = services.lock_held(job_id, worker)
         actor = job.created_by
+        try:  # before anything is stored: provenance must never cite a checkpoint the catalog does not know
+            checkpoints, learned_models = registered_checkpoints(result.metrics.get(CHECKPOINTS_METRIC))
+        except UnregisteredCheckpoint as exc:
+            raise IngestError(str(exc)) from None
         glb_path, mesh = _as_glb(result.mesh_path, Path(scratch))
         textures = [(path, _texture_format(path)) for path in result.texture_paths]
         # Store every blob inside this block first, so a failure below removes each one it wrote.
@@ -96,4 +103,5 @@ def ingest_result(*, job_id: int, worker: str, result: ReconstructionResult, usa
         catalog.record_cost(actor=actor, version=version, kind=CostRecord.Kind.RECONSTRUCTION, source=f"job:{job.pk}",
                             gpu_seconds=usage.gpu_s, cpu_seconds=usage.cpu_s,
                             storage_bytes=catalog.stored_bytes(version))
-        return services.finish_job(job=job, version=version, usage=usage.to_dict(), log=result.log)
+        return services.finish_job(job=job, version=version, usage=usage.to_dict(), log=result.log,
+                                   model_checkpoints=checkpoints, learned_models=learned_models)

@@ -45,6 +45,13 @@ class ReconstructionJob(models.Model):
     produced_version = models.OneToOneField(
         "catalog.AssetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="produced_by_job"
     )
+    learned_models = models.ManyToManyField(
+        "LearnedModel", blank=True, related_name="jobs", help_text="The registered checkpoints the run used."
+    )
+    model_checkpoints = models.JSONField(
+        default=list, blank=True,
+        help_text='The checkpoints as the result named them ([{"name", "sha256", "uri"}]); provenance cites these.',
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -61,3 +68,33 @@ class ReconstructionJob(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in self.TERMINAL_STATES
+
+
+class LearnedModel(models.Model):
+    """A trained checkpoint from the engine's model registry (`reconstruction/engine/weights/registry.json`).
+
+    Rows are never deleted: a checkpoint that left the registry stays, marked unavailable, because the
+    versions it produced still cite it.
+    """
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=64, help_text="Semantic version.")
+    architecture = models.CharField(max_length=100)
+    sha256 = models.CharField(max_length=64, unique=True, help_text="Digest of the checkpoint file.")
+    size_bytes = models.BigIntegerField()
+    file = models.CharField(max_length=255, blank=True, help_text="Path inside the engine's model directory.")
+    training_config = models.JSONField(default=dict, blank=True)
+    training_data = models.JSONField(default=dict, blank=True, help_text="Description and sha256 of the data set.")
+    metrics = models.JSONField(default=dict, blank=True)
+    licence = models.CharField(max_length=100, help_text="SPDX identifier.")
+    description = models.TextField(blank=True)
+    registered_at = models.DateTimeField(help_text="When the checkpoint was registered in the engine's registry.")
+    available = models.BooleanField(default=True, help_text="False once the checkpoint left the registry.")
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "-registered_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="learned_model_name_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"

@@ -1,13 +1,15 @@
-"""Permission-filtered reads of reconstruction jobs and installed backends."""
+"""Permission-filtered reads of reconstruction jobs, installed backends and registered learned models."""
 from __future__ import annotations
 
 from typing import Any
 
 from django.db.models import QuerySet
 
+from catalog.models import AssetVersion
 from catalog.permissions import Action, asset_filter
+from catalog.selectors import versions_visible_to
 from reconstruction.engine import registry
-from reconstruction.models import ReconstructionJob
+from reconstruction.models import LearnedModel, ReconstructionJob
 
 
 def jobs_visible_to(user: Any, action: Action | str = Action.VIEW) -> QuerySet[ReconstructionJob]:
@@ -28,3 +30,18 @@ def installed_backends() -> list[dict[str, Any]]:
         }
         for backend in registry.available_backends().values()
     ]
+
+
+def learned_models() -> QuerySet[LearnedModel]:
+    """Every registered checkpoint, available or not: model cards are not secret, the versions they made are."""
+    return LearnedModel.objects.all()
+
+
+def versions_made_with(model: LearnedModel, user: Any) -> QuerySet[AssetVersion]:
+    """The versions the user may see that were produced by a job that used `model`."""
+    return (
+        versions_visible_to(user)
+        .filter(produced_by_job__learned_models=model)
+        .select_related("asset")
+        .order_by("asset__slug", "number", "pk")
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -35,7 +35,7 @@ from reconstruction.errors import (
     LeaseLost,
     UnknownBackendError,
 )
-from reconstruction.models import ReconstructionJob
+from reconstruction.models import LearnedModel, ReconstructionJob
 
 Job = ReconstructionJob
 log = logging.getLogger(__name__)
@@ -341,15 +341,22 @@ def _finish(job: Job, *, actor: Any, state: str, event: str, stage: str, data: d
     return job
 
 
-def finish_job(*, job: Job, version: AssetVersion, usage: dict[str, Any], log: list[str]) -> Job:
-    """Mark the job succeeded with the version it produced; called by the ingest, inside its transaction,
-    with the job row locked through `lock_held`."""
+def finish_job(*, job: Job, version: AssetVersion, usage: dict[str, Any], log: list[str],
+               model_checkpoints: list[dict[str, str]] | None = None,
+               learned_models: Sequence[LearnedModel] = ()) -> Job:
+    """Mark the job succeeded with the version it produced (and the registered checkpoints it used); called by
+    the ingest, inside its transaction, with the job row locked through `lock_held`."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("finish_job must run inside the ingest's transaction")
     tail = (job.log_tail + "".join(f"{line.rstrip()}\n" for line in log))[-LOG_TAIL_CHARS:]
-    return _finish(job, actor=WORKER_ACTOR, state=State.SUCCEEDED, event="job.succeeded", stage="done",
-                   data={"version": version.pk, "number": version.number, "resources": usage},
-                   produced_version=version, progress=1.0, resource_usage=usage, log_tail=tail)
+    checkpoints = list(model_checkpoints or [])
+    data: dict[str, Any] = {"version": version.pk, "number": version.number, "resources": usage}
+    if checkpoints:
+        data["model_checkpoints"] = checkpoints
+    job.learned_models.set(learned_models)
+    return _finish(job, actor=WORKER_ACTOR, state=State.SUCCEEDED, event="job.succeeded", stage="done", data=data,
+                   produced_version=version, progress=1.0, resource_usage=usage, log_tail=tail,
+                   model_checkpoints=checkpoints)
 
 
 @transaction.atomic

@@ -17,6 +17,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_model_sync_on_migrate():
+    """The test database starts without the shipped model cards (and their audit events), so tests that count
+    audit events stay exact; tests that need the models call `sync_learned_models` themselves."""
+    from django.conf import settings
+
+    settings.ASSAY_SYNC_MODELS_ON_MIGRATE = False
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _celery_messages_stay_in_memory():
     """Tasks dispatched by tests go to an in-memory broker, never into the laptop's `var/broker` queue folder.
 

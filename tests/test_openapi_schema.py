@@ -11,3 +11,4 @@ def test_schema_validates_without_warnings(tmp_path):
     schema = yaml.safe_load(path.read_text())
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/assets/" in schema["paths"]
+    assert "/api/v1/models/{id}/" in schema["paths"]

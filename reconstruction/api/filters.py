@@ -1,9 +1,9 @@
-"""Query-string filters of the job list."""
+"""Query-string filters of the job and learned-model lists."""
 from __future__ import annotations
 
 from django_filters import rest_framework as filters
 
-from reconstruction.models import ReconstructionJob
+from reconstruction.models import LearnedModel, ReconstructionJob
 
 
 class JobFilter(filters.FilterSet):
@@ -17,4 +17,14 @@ class JobFilter(filters.FilterSet):
 
     class Meta:
         model = ReconstructionJob
+        fields: list[str] = []
+
+
+class LearnedModelFilter(filters.FilterSet):
+    name = filters.CharFilter(field_name="name", help_text="Exact model name.")
+    architecture = filters.CharFilter(field_name="architecture")
+    available = filters.BooleanFilter(field_name="available", help_text="Still in the engine's registry.")
+
+    class Meta:
+        model = LearnedModel
         fields: list[str] = []

@@ -1,4 +1,5 @@
-"""Serializers of the job API: what clients read about jobs and backends, and the strict job request."""
+"""Serializers of the job API: what clients read about jobs, backends and learned models, and the strict job
+request."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,8 @@ from catalog import selectors as catalog_selectors
 from catalog.api.serializers import VisibleRelatedField
 from catalog.api.strict import StrictCharField, StrictInputSerializer
 from catalog.models import Asset, AssetVersion, Capture
-from reconstruction.models import ReconstructionJob
+from reconstruction import selectors as reconstruction_selectors
+from reconstruction.models import LearnedModel, ReconstructionJob
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -28,8 +30,8 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id", "capture", "asset", "asset_slug", "collection", "parent_version", "backend", "backend_version",
             "parameters", "queue", "idempotency_key", "state", "stage", "progress", "log_tail", "error",
-            "cancel_requested", "attempts", "max_attempts", "heartbeat_at", "resource_usage", "produced_version",
-            "produced_version_url", "created_by", "created_at", "started_at", "finished_at", "row_version",
+            "cancel_requested", "attempts", "max_attempts", "heartbeat_at", "resource_usage", "model_checkpoints",
+            "produced_version", "produced_version_url", "created_by", "created_at", "started_at", "finished_at", "row_version",
         ]
         read_only_fields = fields
 
@@ -72,3 +74,39 @@ class BackendSerializer(serializers.Serializer):
 
     def to_representation(self, instance: Any) -> Any:
         return instance  # already plain JSON from the selector
+
+
+class LearnedModelSerializer(serializers.ModelSerializer):
+    reference = serializers.CharField(source="__str__", read_only=True, help_text="name@version")
+
+    class Meta:
+        model = LearnedModel
+        fields = [
+            "id", "name", "version", "reference", "architecture", "sha256", "size_bytes", "training_config",
+            "training_data", "metrics", "licence", "description", "registered_at", "available",
+        ]
+        read_only_fields = fields
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    """A version a job made with the model."""
+
+    id = serializers.IntegerField()
+    asset = serializers.IntegerField(source="asset_id")
+    asset_slug = serializers.CharField(source="asset.slug")
+    number = serializers.IntegerField()
+
+
+class LearnedModelDetailSerializer(LearnedModelSerializer):
+    versions = serializers.SerializerMethodField(help_text="Versions made with this model that you may see.")
+
+    class Meta(LearnedModelSerializer.Meta):
+        fields = [*LearnedModelSerializer.Meta.fields, "versions"]
+        read_only_fields = fields
+
+    @extend_schema_field(ModelVersionSerializer(many=True))
+    def get_versions(self, model: LearnedModel) -> list[dict[str, Any]]:
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        versions = reconstruction_selectors.versions_made_with(model, user)
+        return list(ModelVersionSerializer(versions, many=True).data)

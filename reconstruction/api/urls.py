@@ -8,6 +8,7 @@ app_name = "reconstruction-api"
 
 router = SimpleRouter()
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("models", views.LearnedModelViewSet, basename="learned-model")
 
 urlpatterns = [
     path("backends/", views.BackendListView.as_view(), name="backend-list"),

@@ -15,7 +15,7 @@ from catalog.api import serializers as catalog_serializers
 from catalog.api.views import IF_NONE_MATCH, NOT_MODIFIED, CatalogViewSet, RetrieveWithETagMixin
 from reconstruction import selectors, services
 from reconstruction.api import serializers as s
-from reconstruction.api.filters import JobFilter
+from reconstruction.api.filters import JobFilter, LearnedModelFilter
 from reconstruction.models import ReconstructionJob
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -73,3 +73,21 @@ class BackendListView(APIView):
     @extend_schema(responses={200: s.BackendSerializer(many=True)})
     def get(self, request: Request) -> Response:
         return Response(selectors.installed_backends())
+
+
+@extend_schema_view(
+    list=extend_schema(responses={200: s.LearnedModelSerializer(many=True)}),
+    retrieve=extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.LearnedModelDetailSerializer,
+                                                                  304: NOT_MODIFIED}),
+)
+class LearnedModelViewSet(RetrieveWithETagMixin, mixins.ListModelMixin, CatalogViewSet):
+    """Trained checkpoints registered from the engine's model registry, with the versions they made."""
+
+    filterset_class = LearnedModelFilter
+    ordering = ("name", "id")  # versions of one model in the order they were registered
+
+    def get_queryset(self):
+        return selectors.learned_models()
+
+    def get_serializer_class(self):
+        return s.LearnedModelDetailSerializer if self.action == "retrieve" else s.LearnedModelSerializer

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="also write the metrics JSON here")
     evaluate.set_defaults(handler=_evaluate)
 
+    models = sub.add_parser("models", help="list the registered model checkpoints (model cards)")
+    models.add_argument("--verify", action="store_true", help="check every checkpoint's sha256 against its card")
+    models.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    models.set_defaults(handler=_models)
+
     _add_postprocess(sub)
     return parser
 
@@ -276,4 +281,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from reconstruction.engine.model_registry import list_models, model_dir, verify
+
+    cards = list_models()
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+    elif not cards:
+        print(f"No model checkpoints registered in {model_dir()}.")
+    for card in [] if args.json else cards:
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted(card.metrics.items()))
+        print(
+            f"{card.name} {card.version}: {card.architecture}; sha256 {card.sha256[:12]}; "
+            f"{card.size_bytes / 1e6:.1f} MB" + (f"; {metrics}" if metrics else "")
+        )
+    if args.verify:
+        failures = 0
+        for card in cards:
+            try:
+                verify(card)
+            except EngineError as exc:
+                failures += 1
+                print(f"error: {exc.message}", file=sys.stderr)
+        if failures:
+            return EXIT_FAILED
+        print(f"{len(cards)} checkpoint(s) verified.", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -38,3 +38,21 @@ class BackendFailed(EngineError):
     """The backend ran and could not produce a mesh (too few registered views, empty reconstruction…)."""
 
     code = "backend_failed"
+
+
+class UnknownModel(EngineError):
+    """No model card in the registry matches the requested name (and version or digest)."""
+
+    code = "unknown_model"
+
+
+class CheckpointRejected(EngineError):
+    """A checkpoint file is missing, does not match its card's sha256, or is not a loadable checkpoint."""
+
+    code = "checkpoint_rejected"
+
+
+class InvalidInput(EngineError):
+    """An input array cannot be used: an empty mask, a volume with nothing above the level, wrong shapes."""
+
+    code = "invalid_input"
