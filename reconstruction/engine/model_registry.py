@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconstruction.engine.digests import sha256_file
 from reconstruction.engine.errors import CheckpointRejected, EngineError, UnknownModel
 
 MODEL_DIR_ENV = "ASSAY_MODEL_DIR"
@@ -204,14 +205,6 @@ def checkpoint_reference(card: ModelCard) -> dict[str, str]:
     return {"name": card.reference, "sha256": card.sha256, "uri": f"assay:model/{card.reference}"}
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def dataset_digest(root: Path) -> str:
     """A sha256 over a generated data set folder: every file's relative path and content digest, in path order.
     Put it in `training_data["digest"]`."""
@@ -277,6 +270,9 @@ def _load(path: Path, reference: str) -> dict[str, Any]:
         )
     return contents
 
+# mkstemp creates files readable by their owner only; shipped weights are read by every user (workers, CI).
+_SHIPPED_MODE = 0o644
+
 
 def _copy_hashed(source: Path, target: Path) -> tuple[str, int]:
     """Copies source to target through a temporary file in the same folder; returns (sha256, size)."""
@@ -293,6 +289,7 @@ def _copy_hashed(source: Path, target: Path) -> tuple[str, int]:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temp_name, _SHIPPED_MODE)
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -309,6 +306,7 @@ def _write_manifest(directory: Path, cards: list[ModelCard]) -> None:
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temp_name, _SHIPPED_MODE)
         os.replace(temp_name, directory / MANIFEST)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

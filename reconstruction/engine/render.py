@@ -6,7 +6,6 @@ OpenGL is first imported, which is why pyrender is imported inside the functions
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from PIL import Image
 
 from reconstruction.engine.cameras import Camera, camera_looking_at, intrinsics, write_colmap_text
 from reconstruction.engine.capture import MANIFEST
+from reconstruction.engine.digests import sha256_file
 from reconstruction.engine.errors import EngineError
 
 DEFAULT_RINGS = (-15.0, 15.0, 45.0)
@@ -204,14 +204,6 @@ def turntable_cameras(
         eye = center + distance * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
         cameras.append(camera_looking_at(f"view_{index:03d}.png", size, size, K, eye, center))
     return cameras
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def render_capture(

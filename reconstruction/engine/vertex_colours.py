@@ -15,6 +15,24 @@ def colour_vertices(
     mesh: trimesh.Trimesh, capture: Capture, cameras: list[Camera], voxel: float, check: Callable[[], None]
 ) -> float:
     """Sets vertex colours from the best-facing view in which each vertex is visible; returns the share coloured."""
+    vertices = np.asarray(mesh.vertices)
+    colours, coloured = view_colours(mesh, capture, cameras, voxel, check)
+    if coloured.any() and not coloured.all():
+        # Vertices no view sees (deep folds) take the colour of the nearest coloured vertex.
+        from scipy.spatial import cKDTree
+
+        _, nearest = cKDTree(vertices[coloured]).query(vertices[~coloured])
+        colours[~coloured] = colours[coloured][nearest]
+    rgba = np.hstack([np.clip(colours * 255 + 0.5, 0, 255), np.full((len(colours), 1), 255)]).astype(np.uint8)
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
+    return float(coloured.mean())
+
+
+def view_colours(
+    mesh: trimesh.Trimesh, capture: Capture, cameras: list[Camera], voxel: float, check: Callable[[], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (V, 3) in [0, 1] of each vertex from the best-facing view that sees it (a depth test against the
+    mesh itself, `voxel` of slack), and which vertices some view sees (V,) bool; unseen vertices are grey."""
     from reconstruction.engine.render import render_views
 
     depths = [view.depth for view in render_views(mesh, cameras)]
@@ -38,16 +56,7 @@ def colour_vertices(
         image = capture.load_image(index)
         colours[better] = bilinear(image, uv[better])
         best_score[better] = score[better]
-    coloured = np.isfinite(best_score)
-    if coloured.any() and not coloured.all():
-        # Vertices no view sees (deep folds) take the colour of the nearest coloured vertex.
-        from scipy.spatial import cKDTree
-
-        _, nearest = cKDTree(vertices[coloured]).query(vertices[~coloured])
-        colours[~coloured] = colours[coloured][nearest]
-    rgba = np.hstack([np.clip(colours * 255 + 0.5, 0, 255), np.full((len(colours), 1), 255)]).astype(np.uint8)
-    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
-    return float(coloured.mean())
+    return colours, np.isfinite(best_score)
 
 
 def bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:

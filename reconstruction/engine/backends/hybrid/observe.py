@@ -1,0 +1,190 @@
+"""What the few views measure: silhouettes, consistency-checked stereo depth maps and the fused surface points.
+
+The photogrammetry backend's pieces do the work (plane-sweep stereo, cross-view consistency); the capture's
+cameras are taken as given, and a coarse visual hull bounds the depth sweep, so no SfM runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+import torch
+
+from reconstruction.engine.backends.photogrammetry.fusion import _oriented_normals, consistent_points
+from reconstruction.engine.backends.photogrammetry.mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
+from reconstruction.engine.backends.photogrammetry.views import View, undistorted
+from reconstruction.engine.cameras import Camera
+from reconstruction.engine.capture import Capture
+from reconstruction.engine.carving import box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.errors import BackendFailed, InvalidCapture
+
+HULL_RESOLUTION = 48  # the coarse hull only bounds the object and the depth sweep
+OUTLIER_NEIGHBOURS = 16
+OUTLIER_STD_RATIO = 2.0
+DEPTH_MARGIN = 0.05  # share of each view's hull depth span added on either side of its sweep range
+
+
+@dataclass
+class StereoSettings:
+    max_image_size: int
+    neighbours: int
+    hypotheses: int
+    patch: int
+    min_ncc: float
+    min_consistent_views: int  # neighbours that must confirm a depth (so a point is seen by at least this + 1 views)
+    consistency_pixels: float
+    consistency_depth: float
+
+
+@dataclass
+class Observation:
+    """The measured evidence of a capture, in its world frame."""
+
+    cameras: list[Camera]  # the capture's cameras, full resolution
+    images: list[np.ndarray]  # (H, W, 3) float32 in [0, 1]
+    masks: list[np.ndarray]  # (H, W) float32 object coverage in [0, 1]
+    stereo_cameras: list[Camera]  # the cameras of the depth maps (images scaled for stereo)
+    depths: list[
+        np.ndarray
+    ]  # (h, w) float32 depth along the optical axis, kept only where neighbours confirm it; 0 elsewhere
+    points: np.ndarray  # (N, 3) fused surface points, each confirmed by at least two views
+    normals: np.ndarray  # (N, 3) unit, facing the camera that measured the point
+    colours: np.ndarray  # (N, 3) in [0, 1]
+    point_views: np.ndarray  # (N,) index of the view whose depth map gave each point
+    object_box: np.ndarray  # (2, 3) box around the coarse visual hull
+    stereo_pairs: int  # views that had at least one usable stereo neighbour
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.object_box.mean(axis=0)
+
+    def reference_view(self) -> int:
+        """The view that sees most of the object: the largest silhouette."""
+        return int(np.argmax([float(mask.sum()) for mask in self.masks]))
+
+
+def observe(
+    capture: Capture,
+    settings: StereoSettings,
+    device: torch.device,
+    check: Callable[[], None],
+    progress: Callable[[float, str], None],
+) -> Observation:
+    """Silhouettes, consistent depth maps and fused points of `capture` (needs masks and known cameras)."""
+    if capture.cameras is None:
+        raise InvalidCapture("hybrid needs calibrated cameras (a sparse/ COLMAP model) and the capture has none.")
+    if capture.masks is None:
+        raise InvalidCapture("hybrid needs a foreground mask per image (masks/) and the capture has none.")
+    cameras = list(capture.cameras)
+    images = [capture.load_image(i) for i in range(capture.num_views)]
+    masks = [capture.load_mask(i) for i in range(capture.num_views)]
+    box, hull_points = _coarse_hull(cameras, masks, check)
+    centre = box.mean(axis=0)
+    progress(0.05, "coarse visual hull")
+
+    views = [
+        undistorted(View(camera.image_name, image, mask >= 0.5, camera)).resized(settings.max_image_size)
+        for camera, image, mask in zip(cameras, images, masks, strict=True)
+    ]
+    stereo_cameras: list[Camera] = [view.camera for view in views]  # type: ignore[misc]
+    stereo = [StereoImage.build(v.name, v.image, v.mask, c, device) for v, c in zip(views, stereo_cameras, strict=True)]
+    neighbours = select_neighbours(stereo_cameras, centre, settings.neighbours)
+    depth_maps: list[DepthMap] = []
+    for index, view in enumerate(stereo):
+        check()
+        others = [stereo[j] for j in neighbours[index]]
+        if not others:
+            empty = torch.zeros(view.height, view.width, device=device)
+            depth_maps.append(DepthMap(depth=empty, confidence=empty.clone()))
+        else:
+            depth_maps.append(
+                estimate_depth(
+                    view,
+                    others,
+                    _depth_range(view.camera, hull_points),
+                    hypotheses=settings.hypotheses,
+                    patch=settings.patch,
+                    min_ncc=settings.min_ncc,
+                )
+            )
+        progress(0.05 + 0.85 * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)}")
+
+    depths, points, colours, point_views = [], [], [], []
+    for index, view in enumerate(stereo):
+        check()
+        fused, pixel_ids = consistent_points(
+            index,
+            stereo,
+            depth_maps,
+            neighbours[index],
+            max_pixels=settings.consistency_pixels,
+            max_relative_depth=settings.consistency_depth,
+            min_views=settings.min_consistent_views,
+        )
+        kept = np.zeros(view.height * view.width, dtype=np.float32)
+        ids = pixel_ids.cpu().numpy()
+        if neighbours[index] and len(ids):
+            kept[ids] = depth_maps[index].depth.reshape(-1)[pixel_ids].cpu().numpy()
+            points.append(fused.T.cpu().numpy().astype(np.float64))
+            colours.append(views[index].image.reshape(-1, 3)[ids].astype(np.float64))
+            point_views.append(np.full(len(ids), index))
+        depths.append(kept.reshape(view.height, view.width))
+    progress(1.0, f"{sum(len(p) for p in points)} consistent surface points")
+    xyz = np.concatenate(points) if points else np.zeros((0, 3))
+    view_index = np.concatenate(point_views) if point_views else np.zeros(0, dtype=int)
+    rgb = np.concatenate(colours) if colours else np.zeros((0, 3))
+    keep = _inliers(xyz)
+    xyz, view_index, rgb = xyz[keep], view_index[keep], rgb[keep]
+    centres = np.array([camera.center for camera in stereo_cameras])
+    return Observation(
+        cameras=cameras,
+        images=images,
+        masks=masks,
+        stereo_cameras=stereo_cameras,
+        depths=depths,
+        points=xyz,
+        normals=_oriented_normals(xyz, centres[view_index]) if len(xyz) >= 16 else np.zeros((len(xyz), 3)),
+        colours=rgb,
+        point_views=view_index,
+        object_box=box,
+        stereo_pairs=sum(1 for n in neighbours if n),
+    )
+
+
+def _inliers(points: np.ndarray) -> np.ndarray:
+    """Points not far off their neighbours' mean distance (statistical outlier removal): the consistency check
+    lets a few wrong matches through in pairs, and each would otherwise pin a known-occupied patch in free space."""
+    if len(points) <= OUTLIER_NEIGHBOURS:
+        return np.ones(len(points), dtype=bool)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    _, kept = cloud.remove_statistical_outlier(nb_neighbors=OUTLIER_NEIGHBOURS, std_ratio=OUTLIER_STD_RATIO)
+    keep = np.zeros(len(points), dtype=bool)
+    keep[np.asarray(kept, dtype=np.int64)] = True
+    return keep
+
+
+def _coarse_hull(
+    cameras: list[Camera], masks: list[np.ndarray], check: Callable[[], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The box around the silhouettes' common volume (grown by a voxel) and that volume's voxel centres."""
+    low, high = box_seen_by_all(cameras)
+    grid = voxel_grid(low, high, HULL_RESOLUTION)
+    hull = carve(grid, cameras, [torch.from_numpy(m) for m in masks], 0, "cpu", lambda _: check())
+    occupied = hull.values >= 0.5
+    if not occupied.any():
+        raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
+    low, high = hull.occupied_box(occupied, 0.0)
+    centres = grid.origin + np.argwhere(occupied) * grid.voxel
+    return np.stack([low, high]), centres
+
+
+def _depth_range(camera: Camera, hull_points: np.ndarray) -> tuple[float, float]:
+    """Near and far sweep depths of a camera: the hull's depth span there, widened a little."""
+    _, z = camera.project(hull_points)
+    z = z[z > 0]
+    near, far = float(z.min()), float(z.max())
+    margin = DEPTH_MARGIN * (far - near) + 1e-6
+    return max(near - margin, 0.05 * near), far + margin

@@ -1,0 +1,105 @@
+"""The `diffusion` backend end to end with the shipped checkpoint, and its refusals."""
+
+import shutil
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from reconstruction.engine.backends.diffusion import DiffusionBackend
+from reconstruction.engine.backends.diffusion.backend import MODEL_NAME
+from reconstruction.engine.capture import Capture
+from reconstruction.engine.errors import CheckpointRejected, InvalidInput
+from reconstruction.engine.metrics import load_mesh
+from reconstruction.engine.model_registry import find_model, model_dir
+from reconstruction.engine.registry import available_backends
+
+FAST = {"samples": 2, "steps": 8, "mesh_resolution": 48}
+
+
+def _run(capture_dir, workdir, params=FAST):
+    return DiffusionBackend().run(
+        Capture.load(capture_dir), workdir, params=params, progress=lambda *_: None, cancel=lambda: False
+    )
+
+
+@pytest.fixture(scope="module")
+def vase_capture(tmp_path_factory):
+    """One rendered front-ish view (render --single) of a small red vase-like solid of revolution."""
+    from reconstruction.engine.render import render_capture
+
+    profile = [(0.0, -0.1), (0.05, -0.1), (0.07, -0.02), (0.04, 0.06), (0.03, 0.1), (0.0, 0.1)]
+    vase = trimesh.creation.revolve(np.array(profile), sections=48)
+    vase.visual = trimesh.visual.ColorVisuals(vase, vertex_colors=np.tile([200, 40, 40, 255], (len(vase.vertices), 1)))
+    folder = tmp_path_factory.mktemp("diffusion")
+    vase.export(folder / "vase.glb")
+    return render_capture(folder / "vase.glb", folder / "capture", single=True, size=160), vase
+
+
+def test_the_backend_is_registered_for_single_images():
+    backend = available_backends()["diffusion"]
+
+    assert backend.capabilities.min_views == backend.capabilities.max_views == 1
+    assert backend.capabilities.inputs == frozenset({"single_image"})
+
+
+@pytest.mark.slow
+def test_a_rendered_single_view_comes_back_as_a_coloured_mesh_in_the_capture_frame(vase_capture, tmp_path):
+    capture_dir, vase = vase_capture
+
+    result = _run(capture_dir, tmp_path / "out")
+
+    mesh = load_mesh(result.mesh_path)
+    card = find_model(MODEL_NAME)
+    assert result.metrics["model_checkpoints"] == [
+        {"name": card.reference, "sha256": card.sha256, "uri": f"assay:model/{card.reference}"}
+    ]
+    assert 0.0 <= result.metrics["confidence"] <= 1.0
+    assert result.metrics["silhouette_iou"] > 0.8
+    assert len(result.metrics["sample_scores"]) == 2
+    assert result.metrics["frame"] == "capture"
+    # Same world frame as the object: centres close, sizes comparable.
+    diagonal = np.linalg.norm(vase.extents)
+    assert np.linalg.norm(mesh.bounds.mean(axis=0) - vase.bounds.mean(axis=0)) < 0.2 * diagonal
+    assert 0.6 < np.linalg.norm(mesh.extents) / diagonal < 1.4
+    colours = trimesh.load(result.mesh_path, force="mesh").visual.vertex_colors[:, :3].astype(float)
+    assert colours[:, 0].mean() > colours[:, 2].mean() + 60  # red from the photo
+
+
+@pytest.mark.slow
+def test_a_plain_photo_without_mask_or_camera_comes_back_in_the_normalised_frame(vase_capture, tmp_path):
+    capture_dir, _ = vase_capture
+    photo_dir = tmp_path / "photo"
+    photo_dir.mkdir()
+    shutil.copy(capture_dir / "images" / "view_000.png", photo_dir / "photo.png")
+
+    result = _run(photo_dir, tmp_path / "out")
+
+    mesh = load_mesh(result.mesh_path)
+    assert result.metrics["frame"] == "normalised" and result.metrics["mask_source"] == "matting"
+    assert np.abs(mesh.bounds.mean(axis=0)).max() < 0.15  # object centre at the origin, unit camera distance
+    assert 0.1 < np.linalg.norm(mesh.extents) < 1.0
+
+
+def test_a_photo_with_two_objects_is_refused(tmp_path):
+    image = np.full((128, 128, 3), 240, dtype=np.uint8)
+    image[20:60, 20:60] = (30, 60, 160)
+    image[70:110, 70:110] = (30, 60, 160)
+    Image.fromarray(image).save(tmp_path / "two.png")
+
+    with pytest.raises(InvalidInput, match="Several objects found"):
+        _run(tmp_path, tmp_path / "out")
+
+
+def test_a_tampered_checkpoint_is_refused(vase_capture, tmp_path, monkeypatch):
+    copy = tmp_path / "weights"
+    shutil.copytree(model_dir(), copy)
+    monkeypatch.setenv("ASSAY_MODEL_DIR", str(copy))
+    checkpoint = copy / find_model(MODEL_NAME).file
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+
+    with pytest.raises(CheckpointRejected, match="does not match its model card"):
+        _run(vase_capture[0], tmp_path / "out")
