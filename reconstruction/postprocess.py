@@ -142,6 +142,14 @@ def _ingest(actor: Any, *, version: AssetVersion, preset: str, source: Represent
                             actor=actor, version=new, stream=handle, filename=extra_path.name, lod_level=row["level"],
                             role=Representation.Role.TEXTURE,
                         )
+        if (chain := report.get("lod_chain")) is not None:
+            # The MSFT_lod file holds every level; viewers without the extension show LOD0, so it sits there.
+            path = Path(chain["path"])
+            with path.open("rb") as handle:
+                representation = catalog.add_representation(actor=actor, version=new, stream=handle, filename=path.name,
+                                                            lod_level=0)
+            catalog.set_validation(actor=actor, representation=representation,
+                                   status=_validation_status(chain["validation"]), report=chain["validation"])
         record_event(
             actor=actor, action="version.postprocessed", obj=new, asset_id=new.asset_id,
             data={"preset": preset, "source_version": version.pk, "lods": [(r["level"], r["triangles"]) for r in lods],

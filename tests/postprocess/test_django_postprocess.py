@@ -65,6 +65,18 @@ def test_task_ingests_lods_as_a_new_audited_version(source_version, contributor)
     assert AssetVersion.objects.filter(parent=source_version).count() == 1
 
 
+def test_web_stores_meshopt_copies_and_the_msft_lod_chain(source_version, contributor):
+    new = postprocess_version(contributor, version=source_version, preset="web", overrides=SMALL)
+    lods = list(new.variants.get(name="default").lods.order_by("level"))
+    names = [set(lod.representations.filter(role=Representation.Role.MODEL).values_list("filename", flat=True))
+             for lod in lods]
+    slug = source_version.asset.slug
+    assert {f"{slug}_lod0.glb", f"{slug}_lod0.meshopt.glb", f"{slug}_lods.glb"} <= names[0]
+    assert {f"{slug}_lod1.glb", f"{slug}_lod1.meshopt.glb"} <= names[1] and f"{slug}_lods.glb" not in names[1]
+    chain = lods[0].representations.get(filename=f"{slug}_lods.glb")
+    assert chain.validation_report["errors"] == [] and chain.validation_status in ("valid", "warnings")
+
+
 def test_unknown_preset_is_refused_with_the_choices(source_version, contributor):
     with pytest.raises(PostprocessRefused, match="^Unknown preset 'vr'; choose one of web, mobile-ar, game, archive.$"):
         postprocess_version(contributor, version=source_version, preset="vr")

@@ -92,6 +92,28 @@ def test_vertex_coloured_scan_is_scaled_rotated_and_baked(coloured_scan, tmp_pat
     assert report["validation_passed"] is True
 
 
+def test_web_adds_an_msft_lod_chain_and_meshopt_copies(tmp_path):
+    lods = {"ratios": [1.0, 0.5], "screen_sizes": [0.5, 0.2]}
+    report = run_pipeline(SPOT, tmp_path / "out", "web", overrides={**SMALL, "lods": lods})
+    assert report["validation_passed"] is True
+    chain = report["lod_chain"]
+    assert chain["path"] == str(tmp_path / "out" / "spot_lods.glb") and chain["validation"]["errors"] == []
+    for row in report["lods"]:
+        plain, packed = row["files"]["glb"], row["files"]["glb-meshopt"]
+        assert packed["path"] == plain["path"].replace(".glb", ".meshopt.glb")
+        assert packed["validation"]["passed"] and packed["bytes"] < plain["bytes"]
+    # The chain holds both levels' geometry and the shared texture once: less than the two files together.
+    assert max(r["files"]["glb"]["bytes"] for r in report["lods"]) < chain["bytes"] < sum(
+        r["files"]["glb"]["bytes"] for r in report["lods"])
+
+
+def test_unknown_compression_and_compression_without_glb_are_refused(tmp_path):
+    with pytest.raises(BadInput, match="^unknown compression draco; supported: meshopt$"):
+        run_pipeline(SPOT, tmp_path / "a", "web", overrides={"export": {"compress": ["draco"]}})
+    with pytest.raises(BadInput, match="^GLB compression and MSFT_lod need 'glb' among the export formats$"):
+        run_pipeline(SPOT, tmp_path / "b", "web", overrides={"export": {"formats": ["usdz"]}})
+
+
 def test_cancel_stops_between_steps(tmp_path):
     calls = []
 
@@ -129,6 +151,16 @@ def test_cli_main_writes_every_lod_and_the_report(tmp_path, capsys):
     assert set(files) == {"glb", "usdz", "fbx", "obj", "ply"}
     assert all(Path(path).is_file() for path in files.values())
     assert (tmp_path / "out" / "report.json").is_file()
+
+
+def test_cli_names_the_msft_lod_file_of_web(tmp_path, capsys):
+    code = main(["postprocess", "--preset", "web", "--mesh", SPOT, "--out", str(tmp_path / "out"), "--quiet",
+                 "--set", "export.fbx_writer=assimp", "--set", "lods.ratios=[1.0, 0.5]",
+                 "--set", "lods.screen_sizes=[0.5, 0.2]"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["lod_chain"] == str(tmp_path / "out" / "spot_lods.glb") and Path(summary["lod_chain"]).is_file()
+    assert set(summary["lods"][1]["files"]) == {"glb", "glb-meshopt", "usdz", "fbx"}
 
 
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):

@@ -21,6 +21,7 @@ from .errors import BadInput
 from .uv import uv_problems
 
 _CHUNK = 400_000  # texels per batch of rays: bounds memory independently of the texture size
+_AO_RAYS_PER_BATCH = 1_000_000  # occlusion rays built and traced at once (≈40 MB of float32)
 
 
 @dataclass(frozen=True)
@@ -242,20 +243,33 @@ class _SourceSampler:
         """Share of cosine-weighted hemisphere rays that escape within `reach` (1 = unoccluded)."""
         if rays <= 0:
             return np.ones(len(point))
+        # Embree traces ≈5M rays/s here; building the rays in float64 with one (texels, rays, 3) temporary per
+        # operation cost as much again and gigabytes of memory, so they are built in float32 per batch.
+        escaped = np.empty(len(point))
+        batch = max(_AO_RAYS_PER_BATCH // rays, 1)
+        for start in range(0, len(point), batch):
+            part = slice(start, start + batch)
+            escaped[part] = self._escaped(point[part], normal[part], rays, reach, rng)
+        return escaped
+
+    def _escaped(self, point: np.ndarray, normal: np.ndarray, rays: int, reach: float, rng: np.random.Generator) -> np.ndarray:
         count = len(point)
         # Stratified cosine-weighted directions, rotated per texel so banding turns into fine noise.
         side = int(np.ceil(np.sqrt(rays)))
-        cells = np.stack(np.meshgrid(np.arange(side), np.arange(side)), axis=-1).reshape(-1, 2)[:rays]
-        jitter = (cells[None] + rng.random((count, rays, 2))) / side
-        radius, angle = np.sqrt(jitter[..., 0]), 2 * np.pi * jitter[..., 1]
-        local = np.stack([radius * np.cos(angle), radius * np.sin(angle), np.sqrt(np.clip(1 - radius**2, 0, 1))], axis=-1)
-        helper = np.where(np.abs(normal[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        tangent = _unit(np.cross(normal, helper))
-        bitangent = np.cross(normal, tangent)
-        directions = local[..., :1] * tangent[:, None] + local[..., 1:2] * bitangent[:, None] + local[..., 2:] * normal[:, None]
-        origins = point - self.centre + normal * reach * 1e-3  # step off the surface so it does not occlude itself
-        origins = np.repeat(origins, rays, axis=0).astype(np.float32)
+        cells = np.stack(np.meshgrid(np.arange(side), np.arange(side)), axis=-1).reshape(-1, 2)[:rays].astype(np.float32)
+        jitter = (cells[None] + rng.random((count, rays, 2), dtype=np.float32)) / np.float32(side)
+        radius, angle = np.sqrt(jitter[..., 0]), np.float32(2 * np.pi) * jitter[..., 1]
+        local = np.empty((count, rays, 3), dtype=np.float32)
+        np.multiply(radius, np.cos(angle), out=local[..., 0])
+        np.multiply(radius, np.sin(angle), out=local[..., 1])
+        np.sqrt(np.clip(1 - radius * radius, 0, 1), out=local[..., 2])
+        normal = normal.astype(np.float32)
+        helper = np.where(np.abs(normal[:, :1]) < 0.9, np.array([[1, 0, 0]], np.float32), np.array([[0, 1, 0]], np.float32))
+        tangent = _unit(np.cross(normal, helper)).astype(np.float32)
+        frame = np.stack([tangent, np.cross(normal, tangent), normal], axis=1)  # rows: T, B, N
+        directions = np.matmul(local, frame).reshape(-1, 3)
+        origins = (point - self.centre + normal * reach * 1e-3).astype(np.float32)  # off the surface: no self-hits
         hits = self.scene.run(
-            origins, directions.reshape(-1, 3).astype(np.float32), dists=np.full(len(origins), reach, np.float32), query="OCCLUDED"
+            np.repeat(origins, rays, axis=0), directions, dists=np.full(len(directions), reach, np.float32), query="OCCLUDED"
         )
         return 1.0 - (np.asarray(hits).reshape(count, rays) >= 0).mean(axis=1)

@@ -73,6 +73,8 @@ def run_command(args: argparse.Namespace) -> int:
         "lods": [{"level": row["level"], "triangles": row["triangles"], "files": {k: v["path"] for k, v in row["files"].items()}}
                  for row in report["lods"]],
     }
+    if "lod_chain" in report:
+        summary["lod_chain"] = report["lod_chain"]["path"]
     print(json.dumps(summary, indent=2))
     return 0 if report["validation_passed"] else 1
 

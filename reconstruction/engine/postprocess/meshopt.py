@@ -42,7 +42,27 @@ def _library() -> ctypes.CDLL:
     lib.meshopt_simplifyWithAttributes.restype = _size
     lib.meshopt_simplifyScale.argtypes = [_float_p, _size, _size]
     lib.meshopt_simplifyScale.restype = ctypes.c_float
+    for name in ("meshopt_decodeVertexBuffer", "meshopt_decodeIndexBuffer", "meshopt_decodeIndexSequence"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, _size, _size, _ubyte_p, _size]
+        getattr(lib, name).restype = ctypes.c_int
     return lib
+
+
+_DECODERS = {"ATTRIBUTES": "meshopt_decodeVertexBuffer", "TRIANGLES": "meshopt_decodeIndexBuffer",
+             "INDICES": "meshopt_decodeIndexSequence"}
+
+
+def decode(mode: str, count: int, stride: int, data: bytes) -> bytes:
+    """One EXT_meshopt_compression buffer view decoded (filters not applied); ValueError when it does not decode."""
+    if mode not in _DECODERS:
+        raise ValueError(f"unknown meshopt mode '{mode}'")
+    source = np.frombuffer(data, dtype=np.uint8)
+    destination = np.zeros(count * stride, dtype=np.uint8)
+    result = getattr(_library(), _DECODERS[mode])(
+        destination.ctypes.data, count, stride, source.ctypes.data_as(_ubyte_p), len(source))
+    if result != 0:
+        raise ValueError(f"meshopt decoder returned {result}")
+    return destination.tobytes()
 
 
 def simplify_scale(positions: np.ndarray) -> float:

@@ -2,7 +2,8 @@
 
 load → units → cleanup → decimate or retopology (LOD0) → unwrap + bake (when the LOD0 cannot reuse the
 source's textures) → texture budget → LOD chain → export every LOD in the preset's formats, each checked by
-its validator. Progress and cancellation follow the engine protocol (`ProgressFn`, `CancelFn`).
+its validator (optionally also meshopt-compressed GLB copies, and the whole chain as one MSFT_lod GLB).
+Progress and cancellation follow the engine protocol (`ProgressFn`, `CancelFn`).
 """
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def switch_distance(radius_m: float, screen_size: float, fov_deg: float = FIELD_
     return radius_m / (screen_size * math.tan(math.radians(fov_deg) / 2))
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: Linux's VmHWM, which (unlike ru_maxrss) does not include
+    the peak of a parent that forked and exec'd it; ru_maxrss elsewhere."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 class _Steps:
     """Times each step, records peak memory, reports progress and honours cancellation between steps."""
 
@@ -53,8 +65,8 @@ class _Steps:
         self.timings.append({
             "step": name,
             "seconds": round(time.perf_counter() - started, 4),
-            # ru_maxrss is the process's peak so far (KiB on Linux): a step's own peak when it sets a new one.
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # The process's peak so far: a step's own peak when it sets a new one.
+            "peak_rss_mb": peak_rss_mb(),
         })
         if name in self.names:
             self.done += 1
@@ -89,6 +101,25 @@ def run_pipeline(
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
     """Run a preset on a mesh file; writes every LOD in each format and `report.json` into `out_dir`."""
+    try:
+        return _run(mesh, out_dir, preset, overrides=overrides, unit=unit, up_axis=up_axis, max_triangles=max_triangles,
+                    progress=progress, cancel=cancel)
+    finally:
+        export.gltf.forget_encoded_images()
+
+
+def _run(
+    mesh: Path | str,
+    out_dir: Path | str,
+    preset: str | Preset,
+    *,
+    overrides: dict[str, dict[str, Any]] | None,
+    unit: str | float,
+    up_axis: str,
+    max_triangles: int,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> dict[str, Any]:
     chosen = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +208,14 @@ def run_pipeline(
     unknown = sorted(set(export_params["formats"]) - set(exporters))
     if unknown:
         raise BadInput(f"unknown export format(s) {', '.join(unknown)}; supported: {', '.join(exporters)}")
+    # compress: GLB geometry compression written beside each uncompressed GLB (files "glb-<method>");
+    # msft_lod: the whole chain in one more GLB with MSFT_lod (report["lod_chain"]).
+    compression = list(export_params.get("compress", []))
+    unknown = sorted(set(compression) - set(export.compress.METHODS))
+    if unknown:
+        raise BadInput(f"unknown compression {', '.join(unknown)}; supported: {', '.join(export.compress.METHODS)}")
+    if (compression or export_params.get("msft_lod")) and "glb" not in export_params["formats"]:
+        raise BadInput("GLB compression and MSFT_lod need 'glb' among the export formats")
 
     def export_all() -> list[dict[str, Any]]:
         rows = []
@@ -185,6 +224,8 @@ def run_pipeline(
             for fmt in export_params["formats"]:
                 folder = out / f"lod{level}" / fmt if fmt in ("fbx", "obj") else out / f"lod{level}"
                 files[fmt] = exporters[fmt](asset, folder / f"{name}_lod{level}.{fmt}").to_dict()
+            for method in compression:
+                files[f"glb-{method}"] = export.compress_glb(files["glb"]["path"], method).to_dict()
             rows.append({
                 "level": level,
                 "ratio": float(ratios[level]),
@@ -198,6 +239,10 @@ def run_pipeline(
         return rows
 
     report["lods"] = steps.run("export", export_all)
+    if export_params.get("msft_lod"):
+        report["lod_chain"] = steps.run("lod_chain", lambda: export.export_glb_lods(
+            [asset for asset, _ in levels], out / f"{name}_lods.glb", [float(v) for v in screens],
+            export_params.get("image_format", "png"), normal_format).to_dict())
     budgets: dict[str, Any] = {}
     if "max_glb_bytes" in export_params and "glb" in export_params["formats"]:
         size = report["lods"][0]["files"]["glb"]["bytes"]
@@ -212,7 +257,7 @@ def run_pipeline(
     report["budgets"] = budgets
     report["validation_passed"] = all(
         f["validation"]["passed"] for row in report["lods"] for f in row["files"].values()
-    )
+    ) and report.get("lod_chain", {"validation": {"passed": True}})["validation"]["passed"]
     report["steps"] = steps.timings
     if progress is not None:
         progress("done", 1.0, f"{len(levels)} LODs written to {out}")

@@ -38,14 +38,15 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset("web", "Storefront viewers: compact GLB with a few LODs, JPEG textures up to 2048².", (
+        Preset("web", "Storefront viewers: compact GLB with a few LODs (also as one MSFT_lod file), JPEG textures up to 2048², meshopt-compressed copies.", (
             ("units", {}),
             ("cleanup", {}),
             ("decimate", {"max_triangles": 200_000}),
             ("unwrap_and_bake", {"size": 2048, "ao_rays": 16, "atlas": False, "max_triangles": 40_000}),
             ("textures", {"max_size": 2048}),
             ("lods", {"ratios": [1.0, 0.5, 0.25], "screen_sizes": [0.5, 0.25, 0.1]}),
-            ("export", {"formats": ["glb", "usdz", "fbx"], "image_format": "jpeg"}),
+            ("export", {"formats": ["glb", "usdz", "fbx"], "image_format": "jpeg", "msft_lod": True,
+                        "compress": ["meshopt"]}),
         )),
         Preset("mobile-ar", "AR Quick Look / Scene Viewer: LOD0 ≤ 100k triangles, one 2048² atlas, GLB ≤ 5 MB.", (
             ("units", {}),

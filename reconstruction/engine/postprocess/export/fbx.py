@@ -75,10 +75,12 @@ def _export_with_blender(asset: Asset, path: Path, image_format: str) -> ExportR
     used_materials = len({int(i) for i in asset.face_materials})
     with tempfile.TemporaryDirectory(prefix="fbx-") as scratch:
         source = write_glb(asset, Path(scratch) / f"{path.stem}.glb", image_format)
-        written = _blender(["export", str(source), str(path)])
-    if "error" in written or not path.is_file():
-        raise PostprocessError(f"Blender could not write {path.name}: {written.get('error', 'no file written')}")
-    back = _blender(["inspect", str(path)])
+        # Written and re-imported from an empty scene in one Blender run: a Blender start costs seconds.
+        path.unlink(missing_ok=True)
+        back = _blender(["roundtrip", str(source), str(path)])
+    if not path.is_file():
+        raise PostprocessError(f"Blender could not write {path.name}: {back.get('error', 'no file written')}")
+    written = back.pop("exported", {})
     second = reimport(path) if shutil.which("assimp") else {"error": "assimp not installed"}
     errors = []
     if "error" in back:

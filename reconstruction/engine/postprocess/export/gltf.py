@@ -5,9 +5,13 @@ import io
 import json
 import struct
 import subprocess
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import surface
 from ..asset import Asset, Material, Texture
@@ -63,15 +67,41 @@ class _Builder:
         return len(self.doc["accessors"]) - 1
 
 
+# Every LOD shares its textures and each is written as GLB, USDZ and FBX (via a GLB): encoding a 2048² PNG
+# takes seconds, so the last few encodings are kept. Each entry holds its image, so the id cannot be reused.
+_ENCODED: OrderedDict[tuple[int, str], tuple[Image.Image, bytes, str]] = OrderedDict()
+_ENCODED_KEEP = 12
+_ENCODED_LOCK = threading.Lock()
+
+
+def forget_encoded_images() -> None:
+    """Drop the kept encodings (and the images they hold): a long-lived worker should not keep one job's textures."""
+    with _ENCODED_LOCK:
+        _ENCODED.clear()
+
+
 def encode_image(texture: Texture, image_format: str) -> tuple[bytes, str]:
     """PNG (lossless, keeps alpha) or JPEG (far smaller; only for images without alpha)."""
     image = texture.image
+    key = (id(image), image_format)
+    with _ENCODED_LOCK:
+        hit = _ENCODED.get(key)
+        if hit is not None and hit[0] is image:
+            _ENCODED.move_to_end(key)
+            return hit[1], hit[2]
     buffer = io.BytesIO()
     if image_format == "jpeg" and image.mode not in ("RGBA", "LA"):
         image.convert("RGB").save(buffer, format="JPEG", quality=90, optimize=True)
-        return buffer.getvalue(), "image/jpeg"
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return buffer.getvalue(), "image/png"
+        mime = "image/jpeg"
+    else:
+        image.save(buffer, format="PNG", optimize=False, compress_level=6)
+        mime = "image/png"
+    data = buffer.getvalue()
+    with _ENCODED_LOCK:
+        _ENCODED[key] = (image, data, mime)
+        while len(_ENCODED) > _ENCODED_KEEP:
+            _ENCODED.popitem(last=False)
+    return data, mime
 
 
 def _texture_transform(texture: Texture) -> dict | None:
@@ -144,13 +174,12 @@ def with_shading_frames(asset: Asset) -> Asset:
     return asset
 
 
-def write_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_format: str = "png") -> Path:
-    """Write `asset` as one mesh with one primitive per material; texture-less materials keep their factors.
+def _add_mesh(builder: _Builder, asset: Asset, image_format: str, normal_format: str,
+              texture_cache: dict[int, int], material_cache: dict[int, int]) -> int:
+    """Append `asset` as one mesh with one primitive per used material; returns the mesh index.
 
-    Normal maps stay lossless PNG unless `normal_format="jpeg"` (what a tight size budget may need)."""
-    path = Path(path)
+    Textures and materials already in the file (same image, same material) are referenced, not written again."""
     asset = with_shading_frames(asset)
-    builder = _Builder()
     attributes = {"POSITION": builder.accessor(asset.positions.astype(np.float32), "VEC3", _ARRAY_BUFFER, bounds=True)}
     if asset.normals is not None:
         attributes["NORMAL"] = builder.accessor(asset.normals.astype(np.float32), "VEC3", _ARRAY_BUFFER)
@@ -161,22 +190,26 @@ def write_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_
     if asset.colors is not None:
         attributes["COLOR_0"] = builder.accessor(np.clip(asset.colors, 0, 1).astype(np.float32), "VEC4", _ARRAY_BUFFER)
     index_type = np.uint16 if asset.vertex_count < 65535 else np.uint32
-    cache: dict[int, int] = {}
     primitives = []
     for index, material in enumerate(asset.materials):
         faces = asset.faces[asset.face_materials == index]
         if len(faces) == 0:
             continue
-        builder.doc["materials"].append(_material(builder, material, image_format, cache, normal_format))
+        if id(material) not in material_cache:
+            builder.doc["materials"].append(_material(builder, material, image_format, texture_cache, normal_format))
+            material_cache[id(material)] = len(builder.doc["materials"]) - 1
         primitives.append({
             "attributes": attributes,
             "indices": builder.accessor(faces.reshape(-1).astype(index_type), "SCALAR", _ELEMENT_ARRAY_BUFFER),
-            "material": len(builder.doc["materials"]) - 1,
+            "material": material_cache[id(material)],
             "mode": 4,
         })
     builder.doc["meshes"].append({"name": asset.name, "primitives": primitives})
-    builder.doc["nodes"].append({"name": asset.name, "mesh": 0})
-    builder.doc["scenes"].append({"nodes": [0]})
+    return len(builder.doc["meshes"]) - 1
+
+
+def _write(builder: _Builder, path: Path) -> Path:
+    """The GLB container around the builder's JSON and binary chunk, written to a temporary name and renamed."""
     builder.doc["buffers"].append({"byteLength": len(builder.blob)})
     if builder.extensions:
         builder.doc["extensionsUsed"] = sorted(builder.extensions)
@@ -189,11 +222,49 @@ def write_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_
     text += b" " * (-len(text) % 4)
     total = 12 + 8 + len(text) + 8 + len(builder.blob)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("wb") as handle:
         handle.write(struct.pack("<4sII", b"glTF", 2, total))
         handle.write(struct.pack("<I4s", len(text), b"JSON") + text)
         handle.write(struct.pack("<I4s", len(builder.blob), b"BIN\x00") + bytes(builder.blob))
+    partial.replace(path)
     return path
+
+
+def write_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_format: str = "png") -> Path:
+    """Write `asset` as one mesh with one primitive per material; texture-less materials keep their factors.
+
+    Normal maps stay lossless PNG unless `normal_format="jpeg"` (what a tight size budget may need)."""
+    builder = _Builder()
+    mesh = _add_mesh(builder, asset, image_format, normal_format, {}, {})
+    builder.doc["nodes"].append({"name": asset.name, "mesh": mesh})
+    builder.doc["scenes"].append({"nodes": [0]})
+    return _write(builder, Path(path))
+
+
+def write_glb_lods(levels: Sequence[Asset], path: Path | str, screen_coverages: Sequence[float],
+                   image_format: str = "png", normal_format: str = "png") -> Path:
+    """The whole LOD chain in one GLB with MSFT_lod: LOD0's node (the only one in the scene, so viewers without
+    the extension show LOD0) lists the lower levels' nodes in `ids`, and its extras carry
+    `MSFT_screencoverage`, one value per level: the screen share below which that level hands over to the next
+    (the last value is where the object may be culled). Levels share textures and materials they have in common."""
+    if not levels:
+        raise PostprocessError("an MSFT_lod file needs at least one level")
+    if len(screen_coverages) != len(levels):
+        raise PostprocessError(f"{len(levels)} levels but {len(screen_coverages)} screen coverage values")
+    builder = _Builder()
+    textures: dict[int, int] = {}
+    materials: dict[int, int] = {}
+    for level, asset in enumerate(levels):
+        mesh = _add_mesh(builder, asset, image_format, normal_format, textures, materials)
+        builder.doc["nodes"].append({"name": f"{asset.name}_LOD{level}", "mesh": mesh})
+    root = builder.doc["nodes"][0]
+    if len(levels) > 1:
+        root["extensions"] = {"MSFT_lod": {"ids": list(range(1, len(levels)))}}
+        root["extras"] = {"MSFT_screencoverage": [float(value) for value in screen_coverages]}
+        builder.extensions.add("MSFT_lod")
+    builder.doc["scenes"].append({"nodes": [0]})
+    return _write(builder, Path(path))
 
 
 def validate_gltf(path: Path | str, timeout_s: float = 300.0) -> Verdict:
@@ -217,10 +288,19 @@ def validate_gltf(path: Path | str, timeout_s: float = 300.0) -> Verdict:
         version=str(report.get("validatorVersion", "")),
         errors=lines(0),
         warnings=lines(1),
-        details={key: report.get("issues", {}).get(key) for key in ("numErrors", "numWarnings", "numInfos", "numHints")},
+        # Infos include UNSUPPORTED_EXTENSION: this validator cannot look inside MSFT_lod or EXT_meshopt_compression.
+        details={**{key: report.get("issues", {}).get(key) for key in ("numErrors", "numWarnings", "numInfos", "numHints")},
+                 "infos": lines(2)},
     )
 
 
 def export_glb(asset: Asset, path: Path | str, image_format: str = "png", normal_format: str = "png") -> ExportResult:
     written = write_glb(asset, path, image_format, normal_format)
+    return ExportResult(str(written), "glb", written.stat().st_size, validate_gltf(written))
+
+
+def export_glb_lods(levels: Sequence[Asset], path: Path | str, screen_coverages: Sequence[float],
+                    image_format: str = "png", normal_format: str = "png") -> ExportResult:
+    """The LOD chain as one MSFT_lod GLB (see `write_glb_lods`), checked by glTF-Validator."""
+    written = write_glb_lods(levels, path, screen_coverages, image_format, normal_format)
     return ExportResult(str(written), "glb", written.stat().st_size, validate_gltf(written))
