@@ -1,4 +1,4 @@
-"""The on-disk format of occupancy training data: `shard-XXXX.npz` files and a `dataset.json` written last.
+"""The on-disk format of occupancy training data: numbered `shard-0000.npz`, `shard-0001.npz`, … files and a `dataset.json` written last.
 
 Each shard holds `images` uint8 (N, R, R, 3), `masks` uint8 (N, R, R) coverage, `occupancy` uint8
 (N, D, R, R/8) = np.packbits(volume, axis=-1), `frames` a JSON string (list of ViewFrame dicts) and `kinds` (N,)
