@@ -1,5 +1,5 @@
-"""A real backend end to end: a capture rendered from a mesh, uploaded with masks and cameras through the
-catalog, reconstructed by the installed `visual-hull` backend in a job, ingested as a version with its files,
+"""Real backends end to end: a capture rendered from a mesh, uploaded with masks and cameras through the
+catalog, reconstructed by the installed `visual-hull`, `nerf` or `sdf` backend in a job, ingested as a version with its files,
 quality and cost, and close to the mesh it was rendered from."""
 from __future__ import annotations
 
@@ -34,38 +34,70 @@ def _upload_rendered_capture(owner, collection, standard, folder: Path):
     )
 
 
-def test_a_visual_hull_job_turns_an_uploaded_capture_into_a_close_version(tmp_path, owner, collection, asset,
-                                                                         lenient_standard, settings, monkeypatch):
-    assert "visual-hull" in available_backends()
-    settings.ASSAY_JOB_WORKDIR = str(tmp_path / "work")
-    (tmp_path / "work").mkdir()
-    monkeypatch.setattr(tasks.run_job, "apply_async", lambda *args, **kwargs: None)  # the test runs the task body
+@pytest.fixture
+def box(tmp_path):
     box = trimesh.creation.box(extents=(0.2, 0.12, 0.08)).subdivide().subdivide()
     # Colours that differ around the box, so no two views of the symmetric shape render the same bytes.
     box.visual.vertex_colors = np.column_stack([
         (box.vertices - box.vertices.min(axis=0)) / np.ptp(box.vertices, axis=0) * 255, np.full(len(box.vertices), 255)
     ]).astype(np.uint8)
+    return box
+
+
+@pytest.fixture
+def box_capture(tmp_path, box, owner, collection, lenient_standard):
     mesh_path = tmp_path / "box.glb"
     box.export(mesh_path)
     folder = render_capture(mesh_path, tmp_path / "capture", views=12, size=96)
     capture = _upload_rendered_capture(owner, collection, lenient_standard, folder)
-
     assert capture.check_status != "failed", capture.check_report
-    job, created = services.submit_job(owner, capture=capture, asset=asset, backend="visual-hull",
-                                       parameters={"resolution": 48}, idempotency_key="box-1")
-    assert created and job.queue == "cpu"
-    assert tasks.run_job.apply(args=[job.pk]).get() == "succeeded"
+    return capture
 
+
+def _run_job(owner, asset, capture, backend, parameters, settings, tmp_path, monkeypatch) -> ReconstructionJob:
+    settings.ASSAY_JOB_WORKDIR = str(tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    monkeypatch.setattr(tasks.run_job, "apply_async", lambda *args, **kwargs: None)  # the test runs the task body
+    job, created = services.submit_job(owner, capture=capture, asset=asset, backend=backend,
+                                       parameters=parameters, idempotency_key=f"box-{backend}")
+    assert created and job.queue == "cpu"
+    assert tasks.run_job.apply(args=[job.pk]).get() == "succeeded", job.error
     job.refresh_from_db()
     assert job.state == ReconstructionJob.State.SUCCEEDED and job.progress == 1.0
-    assert job.resource_usage["cpu_s"] > 0
-    version = job.produced_version
-    assert list(version.captures.all()) == [capture]
+    return job
+
+
+def _version_mesh(version) -> trimesh.Trimesh:
     glb = version.variants.get(name="default").lods.get(level=0).representations.get(format="glb")
     with open_blob(glb.file) as handle:
-        result = trimesh.load(io.BytesIO(handle.read()), file_type="glb", force="mesh")
+        return trimesh.load(io.BytesIO(handle.read()), file_type="glb", force="mesh")
+
+
+def test_a_visual_hull_job_turns_an_uploaded_capture_into_a_close_version(tmp_path, owner, asset, box, box_capture,
+                                                                         settings, monkeypatch):
+    assert "visual-hull" in available_backends()
+    job = _run_job(owner, asset, box_capture, "visual-hull", {"resolution": 48}, settings, tmp_path, monkeypatch)
+    assert job.resource_usage["cpu_s"] > 0
+    version = job.produced_version
+    assert list(version.captures.all()) == [box_capture]
+    result = _version_mesh(version)
     diagonal = float(np.linalg.norm(np.ptp(box.vertices, axis=0)))
     metrics = compare_meshes(result, box, tau=0.05 * diagonal)  # 12 views at 96 px: a coarse hull, but the box
     assert metrics["fscore"] > 0.95 and metrics["chamfer_relative"] < 0.03, metrics
     assert version.quality.triangle_count == len(result.faces)
     assert 0 < version.costs.get().cpu_seconds
+
+
+# A few dozen iterations on a 32³ grid: enough for the box's shape, not for a fine surface.
+QUICK_FIELD = {"resolution": 32, "iterations": 80, "batch_rays": 512, "turntable_frames": 2, "preview_size": 32}
+
+
+@pytest.mark.parametrize("backend", ["nerf", "sdf"])
+def test_a_trained_field_job_makes_a_version_near_the_box(backend, tmp_path, owner, asset, box, box_capture,
+                                                          settings, monkeypatch):
+    job = _run_job(owner, asset, box_capture, backend, QUICK_FIELD, settings, tmp_path, monkeypatch)
+    version = job.produced_version
+    assert version.quality.metrics["iterations"] == QUICK_FIELD["iterations"]
+    diagonal = float(np.linalg.norm(np.ptp(box.vertices, axis=0)))
+    metrics = compare_meshes(_version_mesh(version), box, tau=0.05 * diagonal)
+    assert metrics["fscore"] > 0.85, metrics

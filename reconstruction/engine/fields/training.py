@@ -269,7 +269,7 @@ def fit_field(
         "masks": capture.masks is not None,
     }
     if kind == SDF:
-        metrics["beta_voxels"] = float(model.beta())
+        metrics["beta_voxels"] = float(model.beta().detach())
     return ReconstructionResult(
         mesh_path=mesh_path,
         cameras_path=cameras_path,
