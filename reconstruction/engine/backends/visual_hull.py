@@ -19,6 +19,7 @@ import trimesh
 from reconstruction.engine.cameras import write_colmap_text
 from reconstruction.engine.capture import Capture, check_capture_fits
 from reconstruction.engine.carving import box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
@@ -102,10 +103,7 @@ class VisualHullBackend:
         check_capture_fits(self.capabilities, capture, self.name)
         if capture.masks is None:
             raise InvalidCapture("visual-hull needs a foreground mask per image (masks/) and the capture has none.")
-        if config.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidCapture("device=cuda was asked for but no CUDA device is available.")
-        device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
-        device = "cpu" if device == "auto" else device
+        device = resolve_device(config.device)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         log: list[str] = []

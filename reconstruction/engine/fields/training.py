@@ -22,6 +22,7 @@ from PIL import Image
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
 from reconstruction.engine.fields.occupancy import OccupancyGrid
@@ -49,14 +50,6 @@ class _Rays:
     directions: torch.Tensor
     colours: torch.Tensor
     masks: torch.Tensor | None
-
-
-def resolve_device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidCapture("device=cuda was asked for but no CUDA device is available.")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def estimate_memory_mb(shape: tuple[int, ...], batch_rays: int, max_samples: int, rays: int) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 
 from reconstruction.engine.cameras import write_colmap_text
 from reconstruction.engine.capture import Capture, check_capture_fits
+from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import Cancelled, InvalidCapture
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
@@ -183,9 +184,7 @@ class HybridBackend:
         check_capture_fits(self.capabilities, capture, self.name)
         if capture.masks is None:
             raise InvalidCapture("hybrid needs a foreground mask per image (masks/) and the capture has none.")
-        if config.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidCapture("device=cuda was asked for but no CUDA device is available.")
-        device = torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+        device = torch.device(resolve_device(config.device))
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         log: list[str] = []

@@ -12,6 +12,7 @@ import open3d as o3d
 import torch
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
+from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import transform_points, umeyama
 from reconstruction.engine.params import json_schema, validate
@@ -58,7 +59,7 @@ class PhotogrammetryBackend:
         config = validate(PhotogrammetryParams, params)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        device = _device(config.device)
+        device = torch.device(resolve_device(config.device))
         log: list[str] = []
         timings: dict[str, float] = {}
         with measure(str(device)) as usage:
@@ -218,14 +219,6 @@ def _shared_intrinsics(capture: Any) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return matrix if matrix is not None and np.isfinite(matrix).all() and matrix[0, 0] > 0 else None
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise BackendFailed("device 'cuda' was asked for but this machine has no CUDA device.", code="no_cuda")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def _check(cancel: CancelFn, where: str) -> None:
