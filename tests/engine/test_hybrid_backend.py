@@ -23,7 +23,7 @@ from reconstruction.engine.backends.hybrid.known import (
 from reconstruction.engine.backends.hybrid.observe import Observation
 from reconstruction.engine.backends.hybrid.surface import extract_surface, provenance
 from reconstruction.engine.backends.hybrid.texture import fill_unseen
-from reconstruction.engine.backends.photogrammetry.fusion import _oriented_normals
+from reconstruction.engine.backends.photogrammetry.fusion import oriented_normals
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.errors import Cancelled, InvalidCapture, UnknownModel
 from reconstruction.engine.generative.frame import frame_for, mesh_occupancy
@@ -103,7 +103,7 @@ def observation_from_rendered_depth(folder: Path) -> Observation:
         stereo_cameras=cameras,
         depths=depths,
         points=xyz,
-        normals=_oriented_normals(xyz, np.array([c.center for c in cameras])[view_index]),
+        normals=oriented_normals(xyz, np.array([c.center for c in cameras])[view_index]),
         colours=np.full((len(xyz), 3), 0.5),
         point_views=view_index,
         object_box=np.stack([-OUTER, OUTER]),

@@ -13,7 +13,7 @@ import numpy as np
 import open3d as o3d
 import torch
 
-from reconstruction.engine.backends.photogrammetry.fusion import _oriented_normals, consistent_points
+from reconstruction.engine.backends.photogrammetry.fusion import consistent_points, oriented_normals
 from reconstruction.engine.backends.photogrammetry.mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
 from reconstruction.engine.backends.photogrammetry.views import View, undistorted
 from reconstruction.engine.cameras import Camera
@@ -146,7 +146,7 @@ def observe(
         stereo_cameras=stereo_cameras,
         depths=depths,
         points=xyz,
-        normals=_oriented_normals(xyz, centres[view_index]) if len(xyz) >= 16 else np.zeros((len(xyz), 3)),
+        normals=oriented_normals(xyz, centres[view_index]) if len(xyz) >= 16 else np.zeros((len(xyz), 3)),
         colours=rgb,
         point_views=view_index,
         object_box=box,

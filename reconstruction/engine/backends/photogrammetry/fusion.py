@@ -115,11 +115,11 @@ def fuse(
     xyz = np.concatenate(all_points).astype(np.float64)
     view_index = np.concatenate(all_views)
     centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
-    normals = _oriented_normals(xyz, centres[view_index])
+    normals = oriented_normals(xyz, centres[view_index])
     return PointCloud(xyz, np.concatenate(all_colours).astype(np.float64), normals, view_index)
 
 
-def _oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:
+def oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:
     """Unit normals from each point's 16 nearest neighbours (PCA), flipped to face the camera that saw the point."""
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=16))
