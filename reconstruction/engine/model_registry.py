@@ -205,16 +205,6 @@ def checkpoint_reference(card: ModelCard) -> dict[str, str]:
     return {"name": card.reference, "sha256": card.sha256, "uri": f"assay:model/{card.reference}"}
 
 
-def dataset_digest(root: Path) -> str:
-    """A sha256 over a generated data set folder: every file's relative path and content digest, in path order.
-    Put it in `training_data["digest"]`."""
-    root = Path(root)
-    digest = hashlib.sha256()
-    for item in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f"{item.relative_to(root).as_posix()}\0{sha256_file(item)}\n".encode())
-    return digest.hexdigest()
-
-
 def semver_key(version: str) -> tuple[Any, ...]:
     """Sort key of a semantic version: 1.10.0 > 1.9.0 and 1.0.0 > 1.0.0-rc.1 (build metadata ignored)."""
     match = _SEMVER.match(version)

@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
         config,
         args.out,
         log=lambda line: print(line, flush=True),
-        extra={"data": str(args.data), "dataset_digest": manifest.get("digest") or manifest.get("dataset_digest")},
+        extra={"data": str(args.data), "dataset_digest": manifest["digest"]},
         model_options=_frame_options(manifest),
     )
     print(f"wrote {args.out} ({summary['wall_s']:.0f} s, {summary['steps_per_s']:.2f} steps/s)")
@@ -172,7 +172,7 @@ def _register(args: argparse.Namespace) -> int:
                 f"procedural product-like objects (generator {manifest.get('generator_version', '?')}, seed "
                 f"{manifest.get('seed', '?')}), each cropped to its view's frustum grid with exact occupancy"
             ),
-            "digest": manifest.get("digest") or manifest.get("dataset_digest"),
+            "digest": manifest["digest"],
             "generation_command": args.generation_command,
             "folder": str(args.data),
         },
