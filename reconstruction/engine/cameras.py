@@ -289,6 +289,25 @@ def write_colmap_text(folder: Path, cameras: Iterable[Camera]) -> Path:
     return folder
 
 
+def write_camera_list(cameras: Iterable[Camera], path: Path) -> Path:
+    """The JSON camera list that read_camera_list reads (distortion is not part of that format)."""
+    import json
+
+    entries = [
+        {
+            "image": c.image_name,
+            "width": c.width,
+            "height": c.height,
+            "K": c.K.tolist(),
+            "R": c.R.tolist(),
+            "t": c.t.tolist(),
+        }
+        for c in cameras
+    ]
+    Path(path).write_text(json.dumps(entries, indent=1))
+    return Path(path)
+
+
 def read_camera_list(path: Path) -> list[Camera]:
     """Cameras from a JSON list of {"image", "width", "height", "K" (3×3), "R" (3×3), "t" (3)} (OpenCV,
     world→camera), as `--eval-cameras` and `render --cameras` take; InvalidCapture names the first problem."""

@@ -123,6 +123,42 @@ def align_by_cameras(estimated_centres: np.ndarray, reference_centres: np.ndarra
     return umeyama(estimated_centres, reference_centres, with_scale=True)
 
 
+def pose_errors(
+    estimated: dict[str, tuple[np.ndarray, np.ndarray]], reference: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, Any]:
+    """Camera errors after the similarity that best maps the estimated centres onto the reference ones.
+
+    Both map image name → (R world→camera, centre). Centre errors are reported relative to the spread of the
+    reference cameras (the diagonal of their centres' bounding box), rotation errors in degrees; median and max
+    over the images both hold.
+    """
+    names = sorted(set(estimated) & set(reference))
+    if len(names) < 3:
+        raise MetricError("Pose errors need at least three cameras present in both sets.")
+    est_centres = np.array([estimated[n][1] for n in names], dtype=np.float64)
+    ref_centres = np.array([reference[n][1] for n in names], dtype=np.float64)
+    T = align_by_cameras(est_centres, ref_centres)
+    scale = np.cbrt(np.linalg.det(T[:3, :3]))
+    rotation = T[:3, :3] / scale
+    moved = transform_points(T, est_centres)
+    spread = float(np.linalg.norm(ref_centres.max(axis=0) - ref_centres.min(axis=0)))
+    centre_errors = np.linalg.norm(moved - ref_centres, axis=1) / max(spread, 1e-12)
+    angles = []
+    for name in names:
+        # Aligned world→camera rotation: R_est · rotationᵀ; its difference from the reference as an angle.
+        difference = np.asarray(estimated[name][0]) @ rotation.T @ np.asarray(reference[name][0]).T
+        angles.append(math.degrees(math.acos(float(np.clip((np.trace(difference) - 1) / 2, -1.0, 1.0)))))
+    return {
+        "cameras": len(names),
+        "camera_spread": spread,
+        "centre_error_relative_to_spread": {
+            "median": float(np.median(centre_errors)),
+            "max": float(centre_errors.max()),
+        },
+        "rotation_error_deg": {"median": float(np.median(angles)), "max": float(np.max(angles))},
+    }
+
+
 def icp(
     source: np.ndarray,
     target: np.ndarray,
@@ -249,10 +285,12 @@ def compare_meshes(
     tau: float | None = None,
     alignment: str = "none",
     seed: int = 0,
+    tau_fractions: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Chamfer, F-score@τ (1% of the GT diagonal by default) and normal consistency; IoU where both are watertight.
 
     alignment: 'none' (same frame, e.g. known cameras) or 'icp' (similarity ICP, for unknown poses).
+    tau_fractions: more F-score thresholds as fractions of the diagonal, reported under "fscore_at" by percent.
     """
     diagonal = float(np.linalg.norm(gt.bounds[1] - gt.bounds[0]))
     tau = tau if tau is not None else DEFAULT_TAU_FRACTION * diagonal
@@ -273,6 +311,10 @@ def compare_meshes(
     report.update(chamfer(pred_points, gt_points))
     report["chamfer_relative"] = report["chamfer"] / diagonal
     report.update(fscore(pred_points, gt_points, tau))
+    report["fscore_at"] = {
+        f"{fraction * 100:g}%": fscore(pred_points, gt_points, fraction * diagonal)["fscore"]
+        for fraction in tau_fractions
+    }
     report["normal_consistency"] = normal_consistency(pred_points, pred_normals, gt_points, gt_normals)
     if pred.is_watertight and gt.is_watertight:
         report["volume_iou"] = volume_iou(pred, gt, seed=seed)

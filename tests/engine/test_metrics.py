@@ -15,6 +15,7 @@ from reconstruction.engine.metrics import (
     lpips_status,
     ms_ssim,
     normal_consistency,
+    pose_errors,
     psnr,
     transform_points,
     umeyama,
@@ -168,6 +169,17 @@ def test_compare_meshes_of_a_mesh_with_itself():
     assert report["volume_iou"] == 1.0
 
 
+def test_compare_meshes_scores_more_thresholds_by_percent_of_the_diagonal():
+    box = trimesh.creation.box(extents=[1.0, 2.0, 2.0])  # diagonal 3
+    moved = box.copy()
+    moved.apply_translation([0.06, 0.0, 0.0])  # 2% of the diagonal along x: the x faces move by 0.06
+    report = compare_meshes(moved, box, samples=20_000, tau_fractions=(0.01, 0.05))
+    assert set(report["fscore_at"]) == {"1%", "5%"}
+    assert report["fscore_at"]["1%"] == pytest.approx(report["fscore"])
+    assert report["fscore_at"]["5%"] == 1.0  # every point within 0.15 of the other surface
+    assert report["fscore_at"]["1%"] < 0.9  # the two x faces (1/5 of the area) are 0.06 > 0.03 away
+
+
 @pytest.mark.slow
 def test_compare_meshes_with_icp_undoes_an_unknown_pose():
     box = trimesh.creation.box(extents=[1.0, 0.6, 0.3])
@@ -182,3 +194,42 @@ def test_compare_meshes_with_icp_undoes_an_unknown_pose():
     assert aligned["volume_iou"] > 0.95
     with pytest.raises(MetricError, match="alignment must be"):
         compare_meshes(box, box, alignment="magic")
+
+
+def _ring_of_cameras(count: int = 8) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from reconstruction.engine.cameras import look_at
+
+    cameras = {}
+    for index in range(count):
+        angle = 2 * np.pi * index / count
+        centre = np.array([2 * np.cos(angle), 0.5 * (index % 2), 2 * np.sin(angle)])
+        cameras[f"{index}.png"] = (look_at(centre, [0.0, 0.0, 0.0])[:3, :3], centre)
+    return cameras
+
+
+def _moved_frame(cameras, T):
+    """The same cameras in the frame x' = T x: centres move with T, world→camera rotations lose T's rotation."""
+    rotation = T[:3, :3] / np.cbrt(np.linalg.det(T[:3, :3]))
+    return {name: (R @ rotation.T, transform_points(T, centre[None])[0]) for name, (R, centre) in cameras.items()}
+
+
+def test_pose_errors_are_zero_for_the_same_cameras_in_another_similarity_frame():
+    truth = _ring_of_cameras()
+    estimated = _moved_frame(truth, similarity(3.0, [0.9, 0.1, 0.3, 0.2], [1.0, -2.0, 5.0]))
+    report = pose_errors(estimated, truth)
+    assert report["cameras"] == 8
+    assert report["centre_error_relative_to_spread"]["max"] < 1e-9
+    assert report["rotation_error_deg"]["max"] < 1e-4
+
+
+def test_pose_errors_measure_a_turned_camera_in_degrees():
+    truth = _ring_of_cameras()
+    estimated = dict(truth)
+    R, centre = truth["3.png"]
+    turn = qvec_to_rotmat([np.cos(np.radians(1.0)), 0.0, np.sin(np.radians(1.0)), 0.0])  # 2° about y
+    estimated["3.png"] = (turn @ R, centre)
+    report = pose_errors(estimated, truth)
+    assert report["rotation_error_deg"]["max"] == pytest.approx(2.0, abs=1e-6)
+    assert report["rotation_error_deg"]["median"] < 1e-4  # acos near 1 keeps about 1e-6°
+    with pytest.raises(MetricError, match="at least three"):
+        pose_errors({"0.png": truth["0.png"]}, truth)
