@@ -187,10 +187,20 @@ def installed_backends() -> dict[str, dict[str, Any]]:
 
 
 def run_backend(
-    name: str, capture_dir: Path, workdir: Path, params: list[str], timeout: float, eval_cameras: Path | None = None
+    name: str,
+    capture_dir: Path,
+    workdir: Path,
+    params: list[str],
+    timeout: float,
+    eval_cameras: Path | None = None,
+    resume: bool = False,
 ) -> Any:
     """Runs one backend through the CLI in a child process (own peak memory, a time limit, crash isolation);
     with `eval_cameras`, the run also renders its result at those cameras into workdir/eval/."""
+    report = workdir / "result.json"
+    if resume and report.is_file():  # a finished run of an earlier, interrupted benchmark under --keep
+        print(f"    reusing {report}", flush=True)
+        return ReconstructionResult.read_report(report)
     command = [sys.executable, "-m", "reconstruction.engine", "run", "--backend", name, "--quiet"]
     command += ["--images", str(capture_dir), "--out", str(workdir)]
     if eval_cameras is not None:
@@ -200,7 +210,7 @@ def run_backend(
     done = _run_child(command, timeout)
     if isinstance(done, str):
         return done
-    return ReconstructionResult.read_report(workdir / "result.json")
+    return ReconstructionResult.read_report(report)
 
 
 def plain_photo_folder(capture_dir: Path, folder: Path) -> Path:
@@ -303,7 +313,9 @@ def bench_object(
         )
         print(f"  {name}: {label} …", flush=True)
         eval_cameras = None if images_only else views["cameras"]
-        result = run_backend(backend_name, images, workdir, params.get(backend_name, []), args.timeout, eval_cameras)
+        result = run_backend(
+            backend_name, images, workdir, params.get(backend_name, []), args.timeout, eval_cameras, args.resume
+        )
         if isinstance(result, str):
             row["backends"][label] = {"error": result}
             print(f"    failed: {result}", flush=True)
@@ -337,7 +349,9 @@ def bench_photos(
             continue
         print(f"{folder.name}: {backend_name} …", flush=True)
         workdir = scratch / folder.name / backend_name
-        result = run_backend(backend_name, folder, workdir, params.get(backend_name, []), args.timeout)
+        result = run_backend(
+            backend_name, folder, workdir, params.get(backend_name, []), args.timeout, resume=args.resume
+        )
         if isinstance(result, str):
             row[backend_name] = {"error": result}
             print(f"    failed: {result}", flush=True)
@@ -514,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
+    parser.add_argument(
+        "--resume", action="store_true", help="with --keep: reuse runs that finished there (delete one to redo it)"
+    )
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to each backend run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recon.json")
     parser.add_argument("--colmap-reference", type=Path, help=argparse.SUPPRESS)  # child-process mode
@@ -546,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         multi_view = {n: multi_view[n] for n in wanted}
     params = parse_params(args.param)
+    if args.resume and args.keep is None:
+        raise SystemExit("--resume needs --keep DIR, the folder of the earlier run")
 
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="assay-bench-recon-"))
     scratch.mkdir(parents=True, exist_ok=True)
