@@ -57,7 +57,8 @@ def quality_values(mesh: trimesh.Trimesh, *, texture_count: int, metrics: dict[s
         "triangle_count": int(len(mesh.faces)),
         "vertex_count": int(len(mesh.vertices)),
         "texture_count": texture_count,
-        "watertight": bool(mesh.is_watertight),
+        # Welded by position first: a UV atlas or split normals duplicate vertices along seams of a closed surface.
+        "watertight": bool(trimesh.Trimesh(mesh.vertices, mesh.faces).is_watertight),
         "bounds": bounds,
         "metrics": metrics,
     }

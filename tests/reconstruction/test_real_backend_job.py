@@ -89,7 +89,8 @@ def test_a_visual_hull_job_turns_an_uploaded_capture_into_a_close_version(tmp_pa
 
 
 # A few dozen iterations on a 32³ grid: enough for the box's shape, not for a fine surface.
-QUICK_FIELD = {"resolution": 32, "iterations": 80, "batch_rays": 512, "turntable_frames": 2, "preview_size": 32}
+QUICK_FIELD = {"resolution": 32, "iterations": 80, "batch_rays": 512, "turntable_frames": 2, "preview_size": 32,
+               "texture_size": 256}
 
 
 @pytest.mark.parametrize("backend", ["nerf", "sdf"])
@@ -101,3 +102,6 @@ def test_a_trained_field_job_makes_a_version_near_the_box(backend, tmp_path, own
     diagonal = float(np.linalg.norm(np.ptp(box.vertices, axis=0)))
     metrics = compare_meshes(_version_mesh(version), box, tau=0.05 * diagonal)
     assert metrics["fscore"] > 0.85, metrics
+    # A UV-textured model with its texture beside it; the surface counts as closed across the atlas's seams.
+    assert version.quality.texture_count == 1 and version.quality.metrics["texture_coverage"] > 0.9
+    assert version.quality.watertight == version.quality.metrics["watertight"]

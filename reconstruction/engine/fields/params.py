@@ -75,6 +75,25 @@ class FieldParams:
     preview_size: int = field(
         default=128, metadata={"description": "Preview frame size, pixels.", "minimum": 16, "maximum": 1024}
     )
+    max_triangles: int = field(
+        default=100_000,
+        metadata={
+            "description": "The marching-cubes surface is simplified to at most this many triangles before texturing.",
+            "minimum": 1000,
+            "maximum": 5_000_000,
+        },
+    )
+    texture_size: int = field(
+        default=1024,
+        metadata={"description": "Side of the baked base-colour texture, pixels.", "minimum": 256, "maximum": 8192},
+    )
+    uv_atlas: str = field(
+        default="auto",
+        metadata={
+            "description": "UV layout: xatlas charts (few seams, slow on large meshes), a grid of triangles, or auto.",
+            "enum": ["auto", "xatlas", "grid"],
+        },
+    )
     seed: int = field(default=0, metadata={"description": "Random seed (ray batches, sample jitter).", "minimum": 0})
     device: str = field(
         default="auto",

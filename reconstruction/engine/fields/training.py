@@ -1,5 +1,5 @@
 """Fits a dense field (density or signed distance) to a calibrated capture by volume rendering, then writes what
-the field backends hand back: checkpoint, turntable preview frames and a coloured mesh.
+the field backends hand back: checkpoint, turntable preview frames and a mesh with a baked UV texture.
 
 The box comes from the masks' visual hull when there are masks (tight, and the hull also seeds the geometry and
 the occupancy grid), else from the capture manifest's object box, else from where the cameras look.
@@ -29,17 +29,19 @@ from reconstruction.engine.fields.occupancy import OccupancyGrid
 from reconstruction.engine.fields.params import FieldParams
 from reconstruction.engine.fields.rays import camera_rays, ray_box
 from reconstruction.engine.fields.volume import render_rays
+from reconstruction.engine.meshes import Mesh, simplify
 from reconstruction.engine.protocol import CancelFn, ProgressFn, ReconstructionResult
 from reconstruction.engine.render import sha256_file, turntable_cameras
 from reconstruction.engine.resources import measure
-from reconstruction.engine.vertex_colours import colour_vertices
+from reconstruction.engine.texturing import SurfaceColours, bake, write_glb
 
 CHECKPOINT = "field.pt"
+TEXTURE = "texture_base_color.png"
 HULL_RESOLUTION = 64
 ALIVE_DENSITY = 0.01  # density per voxel below which a grid point counts as empty space
 RENDER_CHUNK = 8192
 VALIDATION_SIZE = 64
-TRAIN_SHARE = 0.85  # of the time budget; the rest is for meshing, colouring and writing
+TRAIN_SHARE = 0.85  # of the time budget; the rest is for meshing, texturing and writing
 BYTES_PER_VOXEL = (1 + SH_CHANNELS) * 4 * 4  # value, gradient and two Adam moments, float32
 BYTES_PER_SAMPLE = 160  # positions, masks, gathered values and their gradients of one ray sample
 
@@ -68,7 +70,8 @@ def fit_field(
     cancel: CancelFn,
     extra_loss: Callable[[DenseField, torch.Generator], dict[str, torch.Tensor]] | None = None,
 ) -> ReconstructionResult:
-    """Trains a `kind` field on `capture` and writes checkpoint, preview frames and mesh.glb under `workdir`."""
+    """Trains a `kind` field on `capture` and writes checkpoint, preview frames, mesh.glb and its texture under
+    `workdir`."""
     if capture.masks is None and config.require_masks:
         raise InvalidCapture(
             f"{backend_name} was asked to require masks (require_masks=true) and the capture has none."
@@ -231,14 +234,23 @@ def fit_field(
                 )
                 frames.append(path)
         progress("mesh", 0.88, "marching cubes")
-        mesh = extract_mesh(model)
+        marched = extract_mesh(model)
+        # Before simplification and the atlas's seams, which split vertices and so break watertightness.
+        watertight = bool(marched.is_watertight)
+        surface = simplify(Mesh(np.asarray(marched.vertices), np.asarray(marched.faces)), config.max_triangles)
         check()
-        progress("colour", 0.92, "colouring vertices from the best-facing visible view")
-        coloured = colour_vertices(mesh, capture, cameras, model.voxel, check)
-        mesh_path = workdir / "mesh.glb"
-        mesh.export(mesh_path)
+        progress("texture", 0.9, f"baking a {config.texture_size}² texture from {len(train_views)} views")
+        bake_started = time.perf_counter()
+        # The held-out view stays out of the texture too, so it still judges the result fairly.
+        photos = [(cameras[index], capture.load_image(index)) for index in train_views]
+        textured = bake(surface, photos, config.texture_size, config.uv_atlas, _field_colours(model))
+        bake_s = time.perf_counter() - bake_started
+        check()
+        textured.texture.save(workdir / TEXTURE)
+        mesh_path = write_glb(textured, workdir / "mesh.glb", backend_name)
         cameras_path = write_colmap_text(workdir / "sparse", cameras)
-    progress("done", 1.0, f"{len(mesh.faces)} faces")
+    progress("texture", 0.99, f"{textured.coverage:.1%} of the texture seen by a view, in {bake_s:.1f} s")
+    progress("done", 1.0, f"{len(surface.faces)} faces")
     metrics: dict[str, Any] = {
         "iterations": iteration,
         "train_s": round(train_s, 3),
@@ -254,10 +266,13 @@ def fit_field(
         "checkpoint": CHECKPOINT,
         "checkpoint_sha256": sha256_file(checkpoint),
         "preview_frames": [str(p.relative_to(workdir)) for p in frames],
-        "vertices": len(mesh.vertices),
-        "faces": len(mesh.faces),
-        "watertight": bool(mesh.is_watertight),
-        "coloured_vertex_fraction": coloured,
+        "marching_cubes_faces": len(marched.faces),
+        "vertices": len(surface.vertices),
+        "faces": len(surface.faces),
+        "watertight": watertight,
+        "texture_size": config.texture_size,
+        "texture_coverage": round(textured.coverage, 4),
+        "bake_s": round(bake_s, 3),
         "views": capture.num_views,
         "masks": capture.masks is not None,
     }
@@ -265,6 +280,7 @@ def fit_field(
         metrics["beta_voxels"] = float(model.beta().detach())
     return ReconstructionResult(
         mesh_path=mesh_path,
+        texture_paths=[workdir / TEXTURE],
         cameras_path=cameras_path,
         metrics=metrics,
         resources=usage,
@@ -476,6 +492,19 @@ def extract_mesh(model: DenseField) -> trimesh.Trimesh:
         biggest = max(p.area for p in parts)
         mesh = trimesh.util.concatenate([p for p in parts if p.area >= 0.05 * biggest])  # type: ignore[assignment]
     return mesh
+
+
+def _field_colours(model: DenseField) -> SurfaceColours:
+    """The field's own colour at surface points, seen head-on from outside: for texels no camera sees."""
+
+    def colours(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        device = model.low.device
+        with torch.no_grad():
+            at = torch.as_tensor(points, dtype=torch.float32, device=device)
+            looking = -torch.as_tensor(normals, dtype=torch.float32, device=device)
+            return model.colour_at(at, looking).cpu().numpy().astype(np.float64)
+
+    return colours
 
 
 def load_field(path: Path, device: str = "cpu") -> tuple[DenseField, OccupancyGrid, dict[str, Any]]:

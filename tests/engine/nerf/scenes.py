@@ -14,7 +14,14 @@ from reconstruction.engine.metrics import psnr
 SIZE = 48
 VIEWS = 10
 # Small enough for a shared two-core machine: each backend run is a few hundred ray batches.
-QUICK = {"resolution": 32, "iterations": 80, "batch_rays": 512, "turntable_frames": 2, "preview_size": 32}
+QUICK = {
+    "resolution": 32,
+    "iterations": 80,
+    "batch_rays": 512,
+    "turntable_frames": 2,
+    "preview_size": 32,
+    "texture_size": 256,
+}
 
 
 def render_tiny_capture(glb: Path, out: Path) -> Path:
@@ -35,26 +42,19 @@ def held_out_cameras(capture_dir: Path) -> list[Camera]:
     return cameras
 
 
-def write_camera_json(cameras: list[Camera], path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "image": c.image_name,
-                    "width": c.width,
-                    "height": c.height,
-                    "K": c.K.tolist(),
-                    "R": c.R.tolist(),
-                    "t": c.t.tolist(),
-                }
-                for c in cameras
-            ]
-        )
-    )
-    return path
-
-
 def constant_colour_psnr(capture: Capture, targets: list[np.ndarray]) -> float:
     """PSNR of the best constant image (mean training colour) against the held-out views: the bar to beat."""
     mean = np.mean([capture.load_image(i).reshape(-1, 3).mean(axis=0) for i in range(capture.num_views)], axis=0)
     return float(np.mean([psnr(np.broadcast_to(mean, t.shape).copy(), t) for t in targets]))
+
+
+def check_textured_glb(path: Path) -> None:
+    """The mesh passes the Khronos glTF-Validator and carries UVs and a base-colour texture, as catalog assets do."""
+    from reconstruction.engine.postprocess.export.gltf import validate_gltf
+    from reconstruction.engine.postprocess.load import load_asset
+
+    verdict = validate_gltf(path)
+    assert verdict.errors == [] and verdict.passed, verdict.errors
+    asset, _ = load_asset(path, require_textures=True)
+    assert asset.uvs is not None and len(asset.uvs) == asset.vertex_count
+    assert "base_color" in asset.materials[0].textures

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from reconstruction.engine.backends.nerf import NerfBackend, NerfParams
+from reconstruction.engine.cameras import write_camera_list
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.cli import main
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
@@ -18,10 +19,10 @@ from reconstruction.engine.registry import get_backend
 from reconstruction.engine.render import render_views, sha256_file
 from tests.engine.nerf.scenes import (
     QUICK,
+    check_textured_glb,
     constant_colour_psnr,
     held_out_cameras,
     render_tiny_capture,
-    write_camera_json,
 )
 
 
@@ -43,7 +44,7 @@ def test_is_registered_with_its_schema():
     assert isinstance(backend, Backend)
     assert backend.parameter_schema == json_schema(NerfParams)
     assert backend.parameter_schema["properties"]["time_budget_s"]["default"] == 600.0
-    assert backend.capabilities.needs_known_cameras
+    assert backend.capabilities.needs_known_cameras and backend.capabilities.produces_texture
 
 
 @pytest.mark.slow
@@ -57,12 +58,18 @@ def test_trains_a_field_whose_mesh_and_novel_views_are_sane(tiny_capture, sphere
     )
     assert metrics["validation_view"] == "view_009.png" and np.isfinite(metrics["validation_psnr"])
     assert any(stage == "train" and "PSNR" in message for stage, _, message in events)
+    # A UV-textured mesh, closed once the atlas's seams are welded again.
+    check_textured_glb(result.mesh_path)
+    assert result.texture_paths == [tmp_path / "out" / "texture_base_color.png"]
+    assert metrics["texture_size"] == 256 and metrics["texture_coverage"] > 0.9 and metrics["bake_s"] > 0
+    assert any(stage == "texture" and "seen by a view" in message for stage, _, message in events)
     mesh = load_mesh(result.mesh_path)
-    assert mesh.is_watertight
+    mesh.merge_vertices(merge_tex=True, merge_norm=True)
+    assert metrics["watertight"] and mesh.is_watertight
     geometry = compare_meshes(mesh, load_mesh(sphere_glb), samples=20_000, tau=0.05 * 0.3464)
     assert geometry["fscore"] > 0.9
 
-    # Novel views at held-out cameras beat the best constant image.
+    # Novel views at held-out cameras, of the field and of the textured mesh, beat the best constant image.
     cameras = held_out_cameras(tiny_capture)
     targets = [v.rgb for v in render_views(sphere_glb, cameras)]
     rendered = NerfBackend().render_cameras(tmp_path / "out", cameras, tmp_path / "eval")
@@ -70,9 +77,11 @@ def test_trains_a_field_whose_mesh_and_novel_views_are_sane(tiny_capture, sphere
     ours = np.mean([psnr(p, t) for p, t in zip(predicted, targets, strict=True)])
     baseline = constant_colour_psnr(Capture.load(tiny_capture), [t / 255.0 for t in targets])
     assert ours > baseline + 3
+    mesh_views = render_views(result.mesh_path, cameras)
+    assert np.mean([psnr(v.rgb, t) for v, t in zip(mesh_views, targets, strict=True)]) > baseline + 3
 
     # The same through the command line, with --eval-cameras.
-    camera_file = write_camera_json(cameras, tmp_path / "cameras.json")
+    camera_file = write_camera_list(cameras, tmp_path / "cameras.json")
     argv = ["run", "--backend", "nerf", "--images", str(tiny_capture), "--out", str(tmp_path / "cli"), "--quiet"]
     params = ["--param", "resolution=24", "--param", "iterations=5", "--param", "turntable_frames=0"]
     assert main([*argv, *params, "--eval-cameras", str(camera_file)]) == 0
@@ -174,7 +183,7 @@ def test_cancel_stops_the_run(tiny_capture, tmp_path):
 @pytest.mark.slow
 def test_render_at_cameras_and_eval_cameras_of_a_mesh_backend(tiny_capture, sphere_glb, tmp_path, capsys):
     cameras = held_out_cameras(tiny_capture)
-    camera_file = write_camera_json(cameras, tmp_path / "cameras.json")
+    camera_file = write_camera_list(cameras, tmp_path / "cameras.json")
     assert (
         main(["render", "--mesh", str(sphere_glb), "--cameras", str(camera_file), "--out", str(tmp_path / "gt")]) == 0
     )

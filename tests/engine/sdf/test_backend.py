@@ -13,7 +13,13 @@ from reconstruction.engine.params import json_schema
 from reconstruction.engine.protocol import Backend
 from reconstruction.engine.registry import get_backend
 from reconstruction.engine.render import render_views
-from tests.engine.nerf.scenes import QUICK, constant_colour_psnr, held_out_cameras, render_tiny_capture
+from tests.engine.nerf.scenes import (
+    QUICK,
+    check_textured_glb,
+    constant_colour_psnr,
+    held_out_cameras,
+    render_tiny_capture,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,7 @@ def test_is_registered_with_its_schema():
     backend = get_backend("sdf")
     assert isinstance(backend, Backend)
     assert backend.parameter_schema == json_schema(SdfParams)
+    assert backend.capabilities.produces_texture
     assert {"eikonal_weight", "smoothness_weight", "time_budget_s"} <= set(backend.parameter_schema["properties"])
 
 
@@ -40,7 +47,12 @@ def test_is_registered_with_its_schema():
 def test_zero_level_set_is_watertight_and_close_to_the_truth(tiny_capture, sphere_glb, tmp_path):
     result, events = run(tiny_capture, tmp_path / "out", QUICK)
     assert result.backend == "sdf" and result.metrics["beta_voxels"] > 0
+    check_textured_glb(result.mesh_path)
+    assert result.metrics["texture_coverage"] > 0.9
+    assert any(stage == "texture" for stage, _, _ in events)
+    # Watertight as marched, and again once the UV atlas's seams are welded.
     mesh = load_mesh(result.mesh_path)
+    mesh.merge_vertices(merge_tex=True, merge_norm=True)
     assert mesh.is_watertight and result.metrics["watertight"]
     geometry = compare_meshes(mesh, load_mesh(sphere_glb), samples=20_000, tau=0.05 * 0.3464)
     assert geometry["fscore"] > 0.9

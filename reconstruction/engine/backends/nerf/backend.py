@@ -32,7 +32,7 @@ class NerfBackend:
         needs_gpu=False,
         typical_memory_mb=2048,
         needs_known_cameras=True,
-        produces_texture=False,
+        produces_texture=True,
     )
     parameter_schema: Mapping[str, Any] = json_schema(NerfParams)
 

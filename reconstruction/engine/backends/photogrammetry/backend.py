@@ -18,6 +18,7 @@ from reconstruction.engine.metrics import transform_points, umeyama
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
 from reconstruction.engine.resources import measure
+from reconstruction.engine.texturing import bake, write_glb
 
 from .config import PhotogrammetryParams
 from .fusion import fuse
@@ -25,7 +26,6 @@ from .meshing import poisson_mesh
 from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
 from .sfm import SparseModel, structure_from_motion
 from .silhouettes import hull_fill
-from .texturing import bake, write_glb
 from .views import MIN_VIEWS, View, undistorted, views_from_capture
 
 # Share of each view's sparse-point depth span added on either side of the sweep range.
@@ -184,7 +184,7 @@ class PhotogrammetryBackend:
         textured = bake(mesh, [(v.camera, v.image) for v in views], config.texture_size, config.uv_atlas)  # type: ignore[misc]
         texture_path = workdir / "texture_base_color.png"
         textured.texture.save(texture_path)
-        mesh_path = write_glb(textured, workdir / "mesh.glb")
+        mesh_path = write_glb(textured, workdir / "mesh.glb", "photogrammetry")
         metrics["texture_coverage"] = round(textured.coverage, 4)
         timings["texture"] = time.perf_counter() - started
         progress("texture", 1.0, "textured mesh written")

@@ -2,26 +2,19 @@
 masks (when the capture has them) and small components."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.errors import BackendFailed
+from reconstruction.engine.meshes import Mesh, simplify
 
 from .fusion import PointCloud
 
 # A vertex farther than this many typical point spacings from any fused point is Poisson's guess, not data.
 MAX_GAP_SPACINGS = 12.0
 MIN_POINTS = 200
-
-
-@dataclass
-class Mesh:
-    vertices: np.ndarray  # (V, 3)
-    faces: np.ndarray  # (F, 3) int
 
 
 def poisson_mesh(
@@ -72,11 +65,7 @@ def poisson_mesh(
     if len(mesh_out.faces) == 0:
         raise BackendFailed("The surface was empty after trimming; the fused points do not describe a surface.")
     if len(mesh_out.faces) > max_triangles:
-        simplified = o3d.geometry.TriangleMesh(
-            o3d.utility.Vector3dVector(mesh_out.vertices), o3d.utility.Vector3iVector(mesh_out.faces)
-        ).simplify_quadric_decimation(max_triangles)
-        simplified.remove_unreferenced_vertices()
-        mesh_out = Mesh(np.asarray(simplified.vertices).copy(), np.asarray(simplified.triangles).copy())
+        mesh_out = simplify(mesh_out, max_triangles)
         report["simplified_to"] = len(mesh_out.faces)
     report["triangles"] = len(mesh_out.faces)
     report["vertices"] = len(mesh_out.vertices)

@@ -1,7 +1,10 @@
 """Texture baking: an xatlas UV atlas, colour from the calibrated views that face each texel best (with a
-depth test against the mesh for visibility), blended smoothly across view changes, written as a GLB."""
+depth test against the mesh for visibility), blended smoothly across view changes, written as a GLB.
+
+Shared by the backends that end in a mesh and calibrated photos (photogrammetry, the trained fields)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +15,12 @@ import xatlas
 from PIL import Image, ImageDraw
 
 from reconstruction.engine.cameras import Camera
+from reconstruction.engine.meshes import Mesh
+from reconstruction.engine.postprocess import texels
+from reconstruction.engine.vertex_colours import bilinear
 
-from .meshing import Mesh
+# Colours (N, 3) in [0, 1] for surface points (N, 3) with their outward unit normals (N, 3).
+SurfaceColours = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 # Softmax temperature over the cosine between a texel's normal and the direction to each camera: small
 # enough that the best-facing view dominates, large enough that colours blend where the best view changes.
@@ -35,11 +42,18 @@ class TexturedMesh:
     coverage: float  # share of the atlas's texels that at least one view sees
 
 
-def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: str = "auto") -> TexturedMesh:
+def bake(
+    mesh: Mesh,
+    views: list[tuple[Camera, np.ndarray]],
+    size: int,
+    method: str = "auto",
+    unseen_colours: SurfaceColours | None = None,
+) -> TexturedMesh:
     """UV-unwraps `mesh` and bakes a base-colour texture of `size`² from `views` (camera, RGB image in [0, 1]).
 
     `method` "xatlas" makes a chart atlas (few seams, slow on large meshes), "grid" gives each triangle its own
-    padded slot (instant, seams everywhere), "auto" uses xatlas up to XATLAS_MAX_TRIANGLES.
+    padded slot (instant, seams everywhere), "auto" uses xatlas up to XATLAS_MAX_TRIANGLES. Texels no view sees
+    take `unseen_colours` at their surface point when given, else the colour of their seen neighbours or the mean.
     """
     if method == "xatlas" or (method == "auto" and len(mesh.faces) <= XATLAS_MAX_TRIANGLES):
         vmapping, faces, uvs = xatlas.parametrize(mesh.vertices.astype(np.float32), mesh.faces.astype(np.uint32))
@@ -72,7 +86,7 @@ def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: 
             continue
         weight = np.exp((cosine[use] - best_cos[use]) / BLEND_TEMPERATURE)
         uv, _ = camera.project(points[use])
-        colours[use] += weight[:, None] * _bilinear(image, uv)
+        colours[use] += weight[:, None] * bilinear(image, uv)
         weight_sum[use] += weight
     seen = weight_sum > 0
     texture = np.zeros((size, size, 3))
@@ -80,15 +94,18 @@ def bake(mesh: Mesh, views: list[tuple[Camera, np.ndarray]], size: int, method: 
     texture[texel_rows[seen], texel_cols[seen]] = colours[seen] / weight_sum[seen, None]
     filled[texel_rows[seen], texel_cols[seen]] = True
     coverage = float(seen.mean()) if len(seen) else 0.0
+    if unseen_colours is not None and not seen.all():
+        texture[texel_rows[~seen], texel_cols[~seen]] = unseen_colours(points[~seen], normals[~seen])
+        filled[texel_rows, texel_cols] = True
     texture = _pad(texture, filled, face_of_texel >= 0)
     baked = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
     return TexturedMesh(vertices, faces, uvs.astype(np.float64), baked, coverage)
 
 
-def write_glb(textured: TexturedMesh, path: Path) -> Path:
+def write_glb(textured: TexturedMesh, path: Path, material_name: str = "baked") -> Path:
     """A GLB with one mesh and a metallic-roughness material whose base colour is the baked texture."""
     material = trimesh.visual.material.PBRMaterial(
-        name="photogrammetry", baseColorTexture=textured.texture, metallicFactor=0.0, roughnessFactor=1.0
+        name=material_name, baseColorTexture=textured.texture, metallicFactor=0.0, roughnessFactor=1.0
     )
     visual = trimesh.visual.TextureVisuals(uv=textured.uvs, material=material)
     mesh = trimesh.Trimesh(textured.vertices, textured.faces, visual=visual, process=False)
@@ -189,19 +206,9 @@ def _depth_image(scene: o3d.t.geometry.RaycastingScene, camera: Camera) -> np.nd
     return (hit * along_axis).reshape(camera.height, camera.width)
 
 
-def _bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    height, width = image.shape[:2]
-    x = np.clip(uv[:, 0] - 0.5, 0, width - 1.001)
-    y = np.clip(uv[:, 1] - 0.5, 0, height - 1.001)
-    x0, y0 = x.astype(int), y.astype(int)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
-    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def _pad(texture: np.ndarray, filled: np.ndarray, charts: np.ndarray) -> np.ndarray:
-    """Grows colours outwards a few texels (so filtering does not bleed black) and fills unseen chart texels."""
+    """Grows colours outwards a few texels and fills unseen chart texels with the mean; the space between charts
+    then takes the nearest chart colour, so neither filtering nor the coarser mipmap levels bleed black in."""
     texture = texture.copy()
     filled = filled.copy()
     mean = texture[filled].mean(axis=0) if filled.any() else np.full(3, 0.5)
@@ -216,4 +223,4 @@ def _pad(texture: np.ndarray, filled: np.ndarray, charts: np.ndarray) -> np.ndar
         texture[grow] = total[grow] / count[grow, None]
         filled |= grow
     texture[charts & ~filled] = mean
-    return texture
+    return texels.pad(texture, filled | charts)

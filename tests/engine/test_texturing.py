@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from reconstruction.engine.backends.photogrammetry.meshing import Mesh
-from reconstruction.engine.backends.photogrammetry.texturing import bake, write_glb
-
-from .scenes import orbit_cameras, pattern, render
+from reconstruction.engine.meshes import Mesh
+from reconstruction.engine.texturing import bake, write_glb
+from tests.engine.photogrammetry.scenes import orbit_cameras, pattern, render
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +43,19 @@ def test_a_face_no_view_sees_gets_the_mean_colour_not_black(sphere_views):
     assert 0.2 < textured.coverage < 0.6
     pixels = np.asarray(textured.texture, dtype=np.float64)
     assert (pixels.sum(axis=2) > 0).mean() > 0.5
+
+
+def test_texels_no_view_sees_take_the_surface_colour_given_for_them(sphere_views):
+    sphere, views = sphere_views
+    asked = []
+
+    def red_outwards(points, normals):
+        asked.append(len(points))
+        # Normals are outward unit vectors on this origin-centred sphere.
+        assert np.allclose((normals * points).sum(axis=1) / np.linalg.norm(points, axis=1), 1, atol=0.05)
+        return np.tile([1.0, 0.0, 0.0], (len(points), 1))
+
+    textured = bake(Mesh(sphere.vertices, sphere.faces), views[:1], 128, "grid", unseen_colours=red_outwards)
+    assert 0.2 < textured.coverage < 0.6 and asked and asked[0] > 0
+    pixels = np.asarray(textured.texture, dtype=np.int64)
+    assert ((pixels == [255, 0, 0]).all(axis=2)).mean() > 0.2
