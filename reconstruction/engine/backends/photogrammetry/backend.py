@@ -168,12 +168,14 @@ class PhotogrammetryBackend:
         started = time.perf_counter()
         _check(cancel, "before meshing")
         silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None and v.camera is not None]
-        if config.silhouette_fill and silhouettes and len(silhouettes) == len(stereo_views):
+        hull_filled = config.silhouette_fill and bool(silhouettes) and len(silhouettes) == len(stereo_views)
+        if hull_filled:
             cloud, added = hull_fill(cloud, silhouettes, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
             metrics["silhouette_fill_points"] = added
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
             min_component_share=config.min_component_share, max_triangles=config.max_triangles, silhouettes=silhouettes or None,
+            trim_unsupported=not hull_filled,
         )
         metrics["mesh"] = mesh_report
         timings["meshing"] = time.perf_counter() - started

@@ -25,8 +25,14 @@ def poisson_mesh(
     min_component_share: float,
     max_triangles: int,
     silhouettes: list[tuple[Camera, np.ndarray]] | None = None,
+    trim_unsupported: bool = True,
 ) -> tuple[Mesh, dict[str, float | int]]:
-    """A trimmed watertight-where-supported surface through `cloud`, and counts of what each trim removed."""
+    """A trimmed watertight-where-supported surface through `cloud`, and counts of what each trim removed.
+
+    `trim_unsupported` cuts Poisson's low-density and far-from-the-points surface; a caller whose cloud already
+    covers the gaps (hull-fill points from a silhouette in every view) turns it off, since those trims would
+    only open holes where stereo is sparse (plain, textureless patches).
+    """
     if len(cloud.points) < MIN_POINTS:
         raise BackendFailed(
             f"Multi-view stereo kept only {len(cloud.points)} consistent points (at least {MIN_POINTS} are needed for a surface); "
@@ -40,13 +46,15 @@ def poisson_mesh(
     densities = np.asarray(poisson_density)
     report: dict[str, float | int] = {"poisson_vertices": len(vertices), "poisson_triangles": len(faces)}
 
-    drop = densities < np.quantile(densities, density_trim_quantile) if density_trim_quantile > 0 else np.zeros(len(vertices), bool)
+    drop = np.zeros(len(vertices), bool)
+    if trim_unsupported and density_trim_quantile > 0:
+        drop = densities < np.quantile(densities, density_trim_quantile)
     report["trimmed_by_density"] = int(drop.sum())
 
     tree = cKDTree(cloud.points)
     spacing = float(np.median(tree.query(cloud.points[:: max(1, len(cloud.points) // 20000)], k=2)[0][:, 1]))
     gaps, _ = tree.query(vertices, k=1)
-    far = gaps > MAX_GAP_SPACINGS * spacing
+    far = (gaps > MAX_GAP_SPACINGS * spacing) if trim_unsupported else np.zeros(len(vertices), bool)
     report["trimmed_by_distance"] = int((far & ~drop).sum())
     drop |= far
 
