@@ -15,6 +15,8 @@ SDF = "sdf"
 SH_CHANNELS = 12  # 3 colours × (1 + 3) coefficients of degree ≤ 1
 _SH0, _SH1 = 0.28209479177387814, 0.4886025119029199
 DENSITY_SHIFT = -4.0  # raw 0 ↦ softplus(−4) ≈ 0.018 per voxel: nearly empty, with a useful gradient
+RESIZE_CHUNK = 65536  # grid points resampled at a time when a grid changes resolution
+_CORNER_OFFSETS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
 
 
 def grid_shape(low: np.ndarray, high: np.ndarray, resolution: int) -> tuple[float, tuple[int, int, int]]:
@@ -48,16 +50,28 @@ class DenseField(torch.nn.Module):
     def high_np(self) -> np.ndarray:
         return self.low_np + (np.array(self.shape) - 1) * self.voxel
 
-    def _normalised(self, points: torch.Tensor) -> torch.Tensor:
-        size = torch.tensor([n - 1 for n in self.shape], dtype=points.dtype, device=points.device)
-        unit = (points - self.low) / (size * self.voxel) * 2 - 1
-        return unit.flip(-1)  # grid_sample wants (x, y, z) ↦ (W, H, D) = our (z, y, x)
+    def corners(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat indices (P, 8) of the grid points around world points (P, 3) and their trilinear weights (P, 8);
+        points outside the grid take the value at its border."""
+        size = torch.tensor(self.shape, device=points.device)
+        position = ((points - self.low) / self.voxel).clamp(min=0).minimum(size - 1)
+        base = position.floor().minimum(size - 2)
+        fraction = position - base
+        index = base.long()[:, None, :] + _CORNER_OFFSETS.to(points.device)
+        strides = torch.tensor([self.shape[1] * self.shape[2], self.shape[2], 1], device=points.device)
+        upper = _CORNER_OFFSETS.to(points.device).bool()
+        weights = torch.where(upper, fraction[:, None, :], 1 - fraction[:, None, :]).prod(-1)
+        return (index * strides).sum(-1), weights
 
-    def sample(self, grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Trilinear values (P, C) of a (1, C, X, Y, Z) grid at world points (P, 3); borders clamp."""
-        coords = self._normalised(points).reshape(1, 1, 1, -1, 3)
-        values = F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=True)
-        return values.reshape(grid.shape[1], -1).T
+    def sample(
+        self, grid: torch.Tensor, points: torch.Tensor, corners: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Trilinear values (P, C) of a (1, C, X, Y, Z) grid at world points (P, 3); borders clamp. A gather of
+        the eight corners: on the CPU its backward is about twice as fast as grid_sample's."""
+        index, weights = self.corners(points) if corners is None else corners
+        channels = grid.shape[1]
+        values = grid.reshape(channels, -1)[:, index.reshape(-1)].reshape(channels, *index.shape)
+        return (values * weights).sum(-1).T
 
     def beta(self) -> torch.Tensor:
         return self.log_beta.exp().clamp(min=0.05)
@@ -72,14 +86,19 @@ class DenseField(torch.nn.Module):
         outside = 0.5 * torch.exp(-geometry.clamp(min=0) / beta)
         return torch.where(geometry < 0, inside, outside) / beta
 
+    def density(self, points: torch.Tensor, corners: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Density per world unit (P,) at points."""
+        return self.density_from_geometry(self.sample(self.geometry, points, corners)[:, 0]) / self.voxel
+
     def forward(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density per world unit (P,) and colour (P, 3) at points seen along directions."""
-        geometry = self.sample(self.geometry, points)[:, 0]
-        sigma = self.density_from_geometry(geometry) / self.voxel
-        return sigma, self.colour_at(points, directions)
+        corners = self.corners(points)
+        return self.density(points, corners), self.colour_at(points, directions, corners)
 
-    def colour_at(self, points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        coefficients = self.sample(self.colour, points).reshape(-1, 3, 4)
+    def colour_at(
+        self, points: torch.Tensor, directions: torch.Tensor, corners: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        coefficients = self.sample(self.colour, points, corners).reshape(-1, 3, 4)
         x, y, z = directions.unbind(-1)
         basis = torch.stack([torch.full_like(x, _SH0), -_SH1 * y, _SH1 * z, -_SH1 * x], dim=-1)
         return torch.sigmoid((coefficients * basis[:, None, :]).sum(-1))
@@ -92,11 +111,14 @@ class DenseField(torch.nn.Module):
         with torch.no_grad():
             axes = [torch.arange(n, device=device, dtype=torch.float32) * voxel for n in shape]
             points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) + bigger.low
-            geometry = self.sample(self.geometry, points).T.reshape(1, 1, *shape)
+            # In slices: gathering eight corners of every channel at once would take gigabytes at resolution 256.
+            for piece in torch.split(torch.arange(len(points), device=device), RESIZE_CHUNK):
+                corners = self.corners(points[piece])
+                bigger.geometry.view(-1)[piece] = self.sample(self.geometry, points[piece], corners)[:, 0]
+                colour = self.sample(self.colour, points[piece], corners).T
+                bigger.colour.view(SH_CHANNELS, -1)[:, piece] = colour
             if self.kind == SDF:
-                geometry = geometry * (self.voxel / voxel)
-            bigger.geometry.copy_(geometry)
-            bigger.colour.copy_(self.sample(self.colour, points).T.reshape(1, SH_CHANNELS, *shape))
+                bigger.geometry.mul_(self.voxel / voxel)
             bigger.log_beta.copy_(self.log_beta)
         return bigger
 
@@ -133,11 +155,7 @@ def neighbour_differences(grid: torch.Tensor, count: int, generator: torch.Gener
     flat = grid.reshape(channels, -1)
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=grid.device)
     centre = (index * strides).sum(-1)
-    values = flat[:, centre]
-    first, second = [], []
-    for axis in range(3):
-        ahead = flat[:, centre + strides[axis]]
-        behind = flat[:, centre - strides[axis]]
-        first.append(ahead - values)
-        second.append(ahead + behind - 2 * values)
-    return torch.stack(first + second, dim=-1).permute(1, 0, 2)
+    # One gather of each point and its six neighbours: each gather's backward fills a grid-sized gradient.
+    values = flat[:, centre[:, None] + torch.cat([strides.new_zeros(1), strides, -strides])]
+    middle, ahead, behind = values[..., :1], values[..., 1:4], values[..., 4:]
+    return torch.cat([ahead - middle, ahead + behind - 2 * middle], dim=-1).permute(1, 0, 2)

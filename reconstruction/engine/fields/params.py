@@ -24,8 +24,10 @@ class FieldParams:
             "maximum": 86400.0,
         },
     )
+    # Many small steps beat few large ones within a time budget: on spot at 256 px, 150 s, resolution 64 (CPU),
+    # 1024 rays reached 893 iterations and 35.9 dB at held-out cameras, 4096 rays 271 iterations and 32.2 dB.
     batch_rays: int = field(
-        default=4096, metadata={"description": "Rays per training iteration.", "minimum": 64, "maximum": 65536}
+        default=1024, metadata={"description": "Rays per training iteration.", "minimum": 64, "maximum": 65536}
     )
     step_ratio: float = field(
         default=0.5, metadata={"description": "Sample spacing along rays, in voxels.", "minimum": 0.1, "maximum": 2.0}
@@ -95,6 +97,14 @@ class FieldParams:
         },
     )
     seed: int = field(default=0, metadata={"description": "Random seed (ray batches, sample jitter).", "minimum": 0})
+    threads: int = field(
+        default=0,
+        metadata={
+            "description": "CPU threads for training; 0 takes the cores other work leaves idle (at least one).",
+            "minimum": 0,
+            "maximum": 256,
+        },
+    )
     device: str = field(
         default="auto",
         metadata={"description": "Torch device: auto picks cuda when present.", "enum": ["auto", "cpu", "cuda"]},

@@ -8,8 +8,10 @@ the occupancy grid), else from the capture manifest's object box, else from wher
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,16 +82,48 @@ def fit_field(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     assert capture.cameras is not None  # the backend's capabilities require known cameras
-    cameras = capture.cameras
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    log: list[str] = []
-    started = time.perf_counter()
 
     def check() -> None:
         if cancel():
             raise Cancelled("Cancelled by request.")
 
+    with cpu_threads(device, config.threads):
+        return _fit(kind, backend_name, config, capture, workdir, device, progress, check, extra_loss)
+
+
+@contextmanager
+def cpu_threads(device: str, requested: int = 0) -> Iterator[None]:
+    """Runs torch on `requested` CPU threads, or (0) on the cores other work leaves idle, at least one; restores
+    the previous count after. Extra OpenMP threads on busy cores wait on each other: on two loaded cores, two
+    threads trained 3× slower than one."""
+    before = torch.get_num_threads()
+    if device == "cpu":
+        idle = (os.cpu_count() or 1) - int(os.getloadavg()[0])
+        torch.set_num_threads(requested if requested > 0 else max(1, min(before, idle)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(
+    kind: str,
+    backend_name: str,
+    config: FieldParams,
+    capture: Capture,
+    workdir: Path,
+    device: str,
+    progress: ProgressFn,
+    check: Callable[[], None],
+    extra_loss: Callable[[DenseField, torch.Generator], dict[str, torch.Tensor]] | None,
+) -> ReconstructionResult:
+    """The body of `fit_field`, run on the threads it chose."""
+    assert capture.cameras is not None
+    cameras = capture.cameras
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    log: list[str] = [f"CPU threads: {torch.get_num_threads()}" if device == "cpu" else f"device {device}"]
+    started = time.perf_counter()
     with measure(device) as usage:
         progress("prepare", 0.0, "box and visual hull")
         low, high, hull = _object_box(capture, device, check)
@@ -161,6 +195,7 @@ def fit_field(
                 background=background,
                 occupancy=occupancy,
                 jitter=True,
+                density=model.density,
             )
             mse = torch.mean((out.rgb - rays.colours[pick]) ** 2)
             loss = mse
@@ -354,7 +389,9 @@ def _grid_points(model: DenseField) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) + model.low
 
 
-def _seed_geometry(model: DenseField, hull: tuple[CarvedField | None, Any, str], low: np.ndarray, high: np.ndarray) -> None:
+def _seed_geometry(
+    model: DenseField, hull: tuple[CarvedField | None, Any, str], low: np.ndarray, high: np.ndarray
+) -> None:
     """Starts from the visual hull when there is one (solid inside, empty outside), else from a near-empty box
     (density) or a sphere in the middle of the box (SDF)."""
     hull_field = hull[0]
@@ -409,7 +446,8 @@ def _optimiser(model: DenseField, config: FieldParams) -> torch.optim.Optimizer:
     ]
     for group in groups:
         group["initial_lr"] = group["lr"]
-    return torch.optim.Adam(groups, betas=(0.9, 0.99))
+    # Fused: one pass over each grid instead of several; on the CPU a step at resolution 128 took 55 ms, not 500.
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
 
 
 def _tv(grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -443,6 +481,7 @@ def render_image(
                 max_samples=max_samples,
                 background=torch.tensor(background, device=device),
                 occupancy=occupancy,
+                density=model.density,
             )
             colours.append(out.rgb)
     image = torch.cat(colours).reshape(camera.height, camera.width, 3).clamp(0, 1)
@@ -532,12 +571,13 @@ def render_cameras(result_dir: Path, cameras: list[Camera], out_dir: Path) -> li
     model, occupancy, data = load_field(Path(result_dir) / checkpoint_name, device)
     out_dir = Path(out_dir)
     written = []
-    for camera in cameras:
-        path = out_dir / camera.image_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image = render_image(
-            model, occupancy, camera, data["step_ratio"], data["max_samples"], tuple(data["background"])
-        )  # type: ignore[arg-type]
-        Image.fromarray(image).save(path)
-        written.append(path)
+    with cpu_threads(device):
+        for camera in cameras:
+            path = out_dir / camera.image_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = render_image(
+                model, occupancy, camera, data["step_ratio"], data["max_samples"], tuple(data["background"])
+            )  # type: ignore[arg-type]
+            Image.fromarray(image).save(path)
+            written.append(path)
     return written

@@ -10,6 +10,7 @@ from reconstruction.engine.cameras import camera_looking_at, intrinsics
 from reconstruction.engine.fields.dense import DENSITY, SDF, DenseField, grid_shape, neighbour_differences
 from reconstruction.engine.fields.occupancy import OccupancyGrid
 from reconstruction.engine.fields.rays import camera_rays, ray_box, stratified_samples
+from reconstruction.engine.fields.training import cpu_threads
 from reconstruction.engine.fields.volume import composite, render_rays
 
 CENTRE = torch.tensor([0.1, -0.2, 0.3])
@@ -61,7 +62,11 @@ def test_compositing_weights_sum_to_the_opacity_and_never_exceed_one():
     alpha = torch.rand((64, 40), generator=generator) ** 4
     rgb = torch.rand((64, 40, 3), generator=generator)
     t = torch.linspace(1, 2, 40).expand(64, 40)
-    colour, opacity, _, weights = composite(alpha, rgb, t, torch.ones(3))
+    ray = torch.arange(64).repeat_interleave(40)  # packed: ray by ray, in order of distance
+    colour, opacity, _, packed = composite(
+        -torch.log1p(-alpha).reshape(-1), rgb.reshape(-1, 3), t.reshape(-1), ray, 64, torch.ones(3)
+    )
+    weights = packed.reshape(64, 40)
     assert (weights.sum(1) <= 1 + 1e-6).all()
     torch.testing.assert_close(weights.sum(1), opacity)
     torch.testing.assert_close(opacity, 1 - torch.prod(1 - alpha, dim=1), atol=1e-5, rtol=1e-5)
@@ -109,6 +114,19 @@ def test_occupancy_grid_skips_empty_space():
     assert empty.samples == 0 and float(empty.opacity[0]) == 0.0
 
 
+def test_the_density_look_ahead_skips_samples_behind_an_opaque_surface_without_changing_the_pixels():
+    origins = CENTRE + torch.tensor([[0.0, 0.0, -1.5], [0.0, 0.2, -1.5], [0.0, 0.4, -1.5]])
+    directions = torch.tensor([[0.0, 0.0, 1.0]]).expand(3, 3)
+    low, high = box()
+    kwargs = dict(low=low, high=high, step=0.01, max_samples=1000, background=torch.ones(3))
+    full = render_rays(solid_sphere, origins, directions, **kwargs)
+    terminated = render_rays(solid_sphere, origins, directions, density=lambda p: solid_sphere(p, p)[0], **kwargs)
+    assert terminated.samples < full.samples - 2 * 40  # the two rays through the sphere stop at its front
+    torch.testing.assert_close(terminated.rgb, full.rgb)
+    torch.testing.assert_close(terminated.opacity, full.opacity)
+    torch.testing.assert_close(terminated.depth, full.depth)
+
+
 def test_dense_field_samples_trilinearly_and_grows_without_changing_a_linear_function():
     low = np.array([-1.0, -1.0, -1.0])
     voxel, shape = grid_shape(low, np.array([1.0, 1.0, 0.5]), 9)
@@ -147,3 +165,12 @@ def test_density_of_an_sdf_is_half_its_maximum_on_the_surface():
     torch.testing.assert_close(sigma, torch.tensor([1.0, 0.5, 0.0]), atol=1e-6, rtol=0)
     density = DenseField(DENSITY, np.zeros(3), 1.0, (2, 2, 2), "cpu")
     assert float(density.density_from_geometry(torch.tensor(0.0))) < 0.05  # starts nearly empty
+
+
+def test_cpu_threads_are_set_for_the_run_and_restored_after():
+    before = torch.get_num_threads()
+    with cpu_threads("cpu", 1):
+        assert torch.get_num_threads() == 1
+    with cpu_threads("cpu"):  # the idle cores, at least one, never more than torch had
+        assert 1 <= torch.get_num_threads() <= before
+    assert torch.get_num_threads() == before
