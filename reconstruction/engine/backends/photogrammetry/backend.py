@@ -24,7 +24,7 @@ from .config import PhotogrammetryParams
 from .fusion import fuse
 from .meshing import poisson_mesh
 from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
-from .sfm import SparseModel, structure_from_motion
+from .sfm import DEFAULT_ATTEMPT, SparseModel, structure_from_motion
 from .silhouettes import hull_fill
 from .views import MIN_VIEWS, View, undistorted, views_from_capture
 
@@ -96,6 +96,7 @@ class PhotogrammetryBackend:
                 cancel=cancel,
                 sift_peak_threshold=config.sift_peak_threshold,
                 intrinsics=_shared_intrinsics(capture),
+                wide_baseline_retry=config.sfm_wide_baseline_retry,
             )
             sparse_dir = workdir / "sparse"
             cameras = dict(sparse.cameras)
@@ -107,7 +108,13 @@ class PhotogrammetryBackend:
                 failed_images=sparse.failed,
                 mean_reprojection_error_px=sparse.mean_reprojection_error_px,
                 sparse_points=len(sparse.points),
+                sfm_attempt=sparse.attempt,
             )
+            if sparse.attempt != DEFAULT_ATTEMPT.name:
+                log.append(
+                    f"cameras from the {sparse.attempt} retry of structure from motion (COLMAP's defaults placed too "
+                    "few images); its looser matching can be misled by symmetric objects"
+                )
             if sparse.partial:
                 log.append(
                     f"partial reconstruction: {sparse.registered} of {sparse.total} images registered; "
@@ -255,6 +262,7 @@ def _points_for_known_cameras(
             focal_length_prior=config.focal_length_prior,
             cancel=cancel,
             sift_peak_threshold=config.sift_peak_threshold,
+            wide_baseline_retry=False,  # the known cameras are used; these points only bound the depth sweep
         )
     except BackendFailed as exc:
         log.append(f"sparse points for depth ranges unavailable ({exc.message}); using the cameras' convergence")

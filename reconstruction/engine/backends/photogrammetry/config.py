@@ -15,6 +15,10 @@ class PhotogrammetryParams:
     sift_peak_threshold: float = field(default=0.004, metadata={"minimum": 0.0005, "maximum": 0.05})
     # Focal length in pixels / max(width, height), used when a photo has no EXIF focal length.
     focal_length_prior: float = field(default=1.2, metadata={"minimum": 0.3, "maximum": 5.0})
+    # When COLMAP's defaults leave images out, run SfM again with fainter features, a looser ratio test and a
+    # less demanding mapper (sfm.WIDE_BASELINE_ATTEMPT). Off by default: on 24-view renders it placed every view of
+    # Avocado correctly, but gave complete yet wrong models of the symmetric SheenChair and WaterBottle.
+    sfm_wide_baseline_retry: bool = False
     # Multi-view stereo.
     mvs_max_image_size: int = field(default=512, metadata={"minimum": 64, "maximum": 4096})
     neighbours: int = field(default=4, metadata={"minimum": 1, "maximum": 12})

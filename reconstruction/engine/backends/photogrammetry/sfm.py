@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,15 +17,54 @@ from PIL import Image
 import pycolmap
 # isort: on
 
-from reconstruction.engine.cameras import Camera
+from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.protocol import CancelFn
 
+from .merging import SfmModel, merge_models
 from .views import MIN_VIEWS, View
 
 # Fewer SIFT features than this and an image can hardly be registered: reported as the likely reason.
 FEW_FEATURES = 100
 _PAIR_BASE = 2147483647
+_EXIF_IFD, _EXIF_FOCAL_LENGTH, _EXIF_FOCAL_LENGTH_35MM = 0x8769, 0x920A, 0xA405
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at SfM: how readily features are found and matched, and what the mapper asks of them.
+
+    `mapper` and `pipeline` override fields of pycolmap's IncrementalMapperOptions and IncrementalPipelineOptions;
+    anything not named keeps COLMAP's default.
+    """
+
+    name: str
+    peak_threshold_scale: float = 1.0  # × the configured SIFT peak threshold
+    max_ratio: float | None = None  # Lowe's ratio test; None keeps COLMAP's 0.8
+    mapper: Mapping[str, Any] = field(default_factory=dict)
+    pipeline: Mapping[str, Any] = field(default_factory=dict)
+    # Incremental mapping starts from a random pair and samples randomly: on weak matches one run may split the
+    # views into two models where the next places them all. Mapping is cheap next to extraction and matching.
+    mapping_runs: int = 1
+
+
+DEFAULT_ATTEMPT = Attempt("default")
+# For views far apart (turntables of 8 views a ring, 45° apart) of weakly textured objects, COLMAP's defaults find
+# ~50-100 features and a few pairs of 15-25 matches, short of the 100 inliers its first pair needs. Fainter features
+# and a looser ratio test give several times more matches, nearly all correct; the mapper then starts from fewer,
+# and leaves the one shared focal length to bundle adjustment (refined per image during registration, it drifted
+# and split the model in two). Its outlier filters stay COLMAP's: loosened too, half the runs converged on a wrong
+# but complete model. Structure-less registration is off: on such sparse matches it ran for many minutes without
+# placing an image.
+WIDE_BASELINE_ATTEMPT = Attempt(
+    "wide-baseline", peak_threshold_scale=0.125, max_ratio=0.9,
+    mapper={
+        "init_min_num_inliers": 30, "init_min_tri_angle": 8.0, "abs_pose_min_num_inliers": 12,
+        "abs_pose_refine_focal_length": False,
+    },
+    pipeline={"structure_less_registration_fallback": False, "ba_refine_extra_params": False},
+    mapping_runs=3,
+)
 
 
 @dataclass
@@ -37,6 +78,7 @@ class SparseModel:
     total: int
     mean_reprojection_error_px: float
     failed: dict[str, str] = field(default_factory=dict)  # name → why it was not registered
+    attempt: str = DEFAULT_ATTEMPT.name  # which Attempt gave this model
 
     @property
     def partial(self) -> bool:
@@ -54,64 +96,54 @@ def structure_from_motion(
     cancel: CancelFn,
     sift_peak_threshold: float = 0.0067,
     intrinsics: np.ndarray | None = None,
+    wide_baseline_retry: bool = False,
 ) -> SparseModel:
     """Estimates cameras for `views`; writes the COLMAP database under `folder` and the text model in `sparse_dir`.
 
     `intrinsics` (a 3×3 K shared by every image, e.g. from K.txt) seeds the cameras; otherwise EXIF focal
-    lengths do, and `focal_length_prior` × the longer side where a photo has none.
+    lengths do, and `focal_length_prior` × the longer side where a photo has none. Separate COLMAP models that
+    agree on shared cameras are joined (merging.py). When COLMAP's defaults leave an image out and
+    `wide_baseline_retry` is set, SfM runs again with WIDE_BASELINE_ATTEMPT and the model with more images is kept.
     """
     folder.mkdir(parents=True, exist_ok=True)
     image_dir, names = _image_folder(views, folder)
-    database = folder / "database.db"
-    database.unlink(missing_ok=True)
-
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     reader.default_focal_length_factor = focal_length_prior
     if intrinsics is not None and len({view.size for view in views}) == 1:
         focal = (intrinsics[0, 0] + intrinsics[1, 1]) / 2
         reader.camera_params = f"{focal},{intrinsics[0, 2]},{intrinsics[1, 2]},0"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = max_image_size
-    extraction.sift.peak_threshold = sift_peak_threshold
-    pycolmap.extract_features(
-        database, image_dir, image_names=names, camera_mode=pycolmap.CameraMode.AUTO,
-        reader_options=reader, extraction_options=extraction, device=pycolmap.Device.auto,
-    )
-    _check_cancel(cancel)
-    if len(views) <= exhaustive_max_images:
-        pycolmap.match_exhaustive(database, device=pycolmap.Device.auto)
-    else:
-        # Without GPS or a vocabulary tree, neighbours in capture order are the best guess of overlap.
-        pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = 15
-        pairing.quadratic_overlap = True
-        pycolmap.match_sequential(database, pairing_options=pairing, device=pycolmap.Device.auto)
-    _check_cancel(cancel)
 
-    options = pycolmap.IncrementalPipelineOptions()
-    models_dir = folder / "models"
-    models_dir.mkdir(exist_ok=True)
-    reconstructions = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
-    _check_cancel(cancel)
+    camera_mode = pycolmap.CameraMode.SINGLE if _one_unknown_camera(views) else pycolmap.CameraMode.AUTO
+    attempts = [DEFAULT_ATTEMPT, WIDE_BASELINE_ATTEMPT] if wide_baseline_retry else [DEFAULT_ATTEMPT]
     by_name = {rename: view.name for rename, view in zip(names, views, strict=True)}
-    diagnosis = _diagnose(database)
-    if not reconstructions:
+    kept: _Outcome | None = None
+    for attempt in attempts:
+        attempt_dir = folder / attempt.name
+        attempt_dir.mkdir(exist_ok=True)
+        database = attempt_dir / "database.db"
+        database.unlink(missing_ok=True)
+        _extract_and_match(
+            database, image_dir, names, reader, camera_mode, attempt, cancel,
+            max_image_size=max_image_size, sift_peak_threshold=sift_peak_threshold,
+            exhaustive=len(views) <= exhaustive_max_images,
+        )
+        outcome = _map(attempt, attempt_dir, database, image_dir, by_name, cancel)
+        if kept is None or outcome.registered > kept.registered:
+            kept = outcome
+        if not needs_retry(kept.registered, len(views)):
+            break
+    assert kept is not None
+    diagnosis = _diagnose(kept.database)
+    if kept.model is None:
         reasons = {by_name[n]: diagnosis.get(n, "could not be registered") for n in names}
         raise BackendFailed(_too_few_message(0, len(views), reasons))
-    best = max(reconstructions.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    model, largest = kept.model, max(kept.reconstructions, key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    cameras = model.cameras
     others = {
         reconstruction.images[i].name: reconstruction.num_reg_images()
-        for reconstruction in reconstructions.values() if reconstruction is not best
-        for i in reconstruction.reg_image_ids()
+        for reconstruction in kept.reconstructions for i in reconstruction.reg_image_ids()
     }
-    sparse_dir.mkdir(parents=True, exist_ok=True)
-    best.write_text(str(sparse_dir))
-
-    cameras: dict[str, Camera] = {}
-    for image_id in best.reg_image_ids():
-        image = best.images[image_id]
-        cameras[by_name[image.name]] = _camera(best, image, by_name[image.name])
     failed = {}
     for name in names:
         if by_name[name] in cameras:
@@ -123,20 +155,131 @@ def structure_from_motion(
     if len(cameras) < MIN_VIEWS:
         raise BackendFailed(_too_few_message(len(cameras), len(views), failed))
 
-    ids_to_name = {image_id: by_name[best.images[image_id].name] for image_id in best.reg_image_ids()}
-    points, point_views = [], []
-    for point in best.points3D.values():
-        points.append(point.xyz)
-        point_views.append(sorted({ids_to_name[e.image_id] for e in point.track.elements if e.image_id in ids_to_name}))
+    sparse_dir.mkdir(parents=True, exist_ok=True)
+    if len(cameras) == largest.num_reg_images():
+        largest.write_text(str(sparse_dir))
+    else:  # joined models: their cameras in the main frame (no COLMAP tracks span them)
+        write_colmap_text(sparse_dir, cameras.values())
     return SparseModel(
         cameras=cameras,
-        points=np.asarray(points, dtype=np.float64).reshape(-1, 3),
-        point_views=point_views,
+        points=model.points,
+        point_views=model.point_views,
         registered=len(cameras),
         total=len(views),
-        mean_reprojection_error_px=float(best.compute_mean_reprojection_error()),
+        mean_reprojection_error_px=float(largest.compute_mean_reprojection_error()),
         failed=failed,
+        attempt=kept.attempt.name,
     )
+
+
+@dataclass
+class _Outcome:
+    """What one attempt gave: COLMAP's models and, joined where they agree, the one used."""
+
+    attempt: Attempt
+    database: Path
+    reconstructions: list[pycolmap.Reconstruction]
+    model: SfmModel | None
+
+    @property
+    def registered(self) -> int:
+        return len(self.model.cameras) if self.model is not None else 0
+
+
+def _map(
+    attempt: Attempt, attempt_dir: Path, database: Path, image_dir: Path, by_name: dict[str, str], cancel: CancelFn
+) -> _Outcome:
+    """Incremental mapping, run up to `attempt.mapping_runs` times until every image is placed; the fullest run."""
+    best: _Outcome | None = None
+    for run in range(attempt.mapping_runs):
+        models_dir = attempt_dir / f"models-{run}"
+        models_dir.mkdir(exist_ok=True)
+        mapped = pycolmap.incremental_mapping(database, image_dir, models_dir, _mapping_options(attempt))
+        _check_cancel(cancel)
+        reconstructions = list(mapped.values())
+        outcome = _Outcome(attempt, database, reconstructions, _joined(reconstructions, by_name))
+        if best is None or outcome.registered > best.registered:
+            best = outcome
+        if not needs_retry(best.registered, len(by_name)):
+            break
+    assert best is not None
+    return best
+
+
+def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, str]) -> SfmModel | None:
+    """COLMAP's models as cameras and points by view name, the separate ones joined where they agree."""
+    models = []
+    for reconstruction in reconstructions:
+        ids_to_name = {i: by_name[reconstruction.images[i].name] for i in reconstruction.reg_image_ids()}
+        cameras = {name: _camera(reconstruction, reconstruction.images[i], name) for i, name in ids_to_name.items()}
+        points = [p.xyz for p in reconstruction.points3D.values()]
+        point_views = [
+            sorted({ids_to_name[e.image_id] for e in p.track.elements if e.image_id in ids_to_name})
+            for p in reconstruction.points3D.values()
+        ]
+        models.append(SfmModel(cameras, np.asarray(points, dtype=np.float64).reshape(-1, 3), point_views))
+    return merge_models(models) if models else None
+
+
+def needs_retry(registered: int, total: int) -> bool:
+    """Whether another, more permissive attempt is worth its time: some image is still not in the main model."""
+    return registered < total
+
+
+def _one_unknown_camera(views: list[View]) -> bool:
+    """Whether to give every image one shared camera: all are the same size and none has an EXIF focal length.
+
+    Nothing then tells the cameras apart, and COLMAP would give each image its own focal length: on weakly
+    connected views (renders of plain objects) those drift apart (some to 500× the truth) and the poses are wrong.
+    """
+    if len({view.size for view in views}) != 1:
+        return False
+    return not any(_exif_focal_length(view.path) for view in views if view.path is not None)
+
+
+def _exif_focal_length(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif().get_ifd(_EXIF_IFD)
+    except OSError:
+        return False
+    return bool(exif.get(_EXIF_FOCAL_LENGTH) or exif.get(_EXIF_FOCAL_LENGTH_35MM))
+
+
+def _extract_and_match(
+    database: Path, image_dir: Path, names: list[str], reader: pycolmap.ImageReaderOptions,
+    camera_mode: pycolmap.CameraMode, attempt: Attempt, cancel: CancelFn,
+    *, max_image_size: int, sift_peak_threshold: float, exhaustive: bool,
+) -> None:
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = max_image_size
+    extraction.sift.peak_threshold = sift_peak_threshold * attempt.peak_threshold_scale
+    pycolmap.extract_features(
+        database, image_dir, image_names=names, camera_mode=camera_mode,
+        reader_options=reader, extraction_options=extraction, device=pycolmap.Device.auto,
+    )
+    _check_cancel(cancel)
+    matching = pycolmap.FeatureMatchingOptions()
+    if attempt.max_ratio is not None:
+        matching.sift.max_ratio = attempt.max_ratio
+    if exhaustive:
+        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.auto)
+    else:
+        # Without GPS or a vocabulary tree, neighbours in capture order are the best guess of overlap.
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = 15
+        pairing.quadratic_overlap = True
+        pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.auto)
+    _check_cancel(cancel)
+
+
+def _mapping_options(attempt: Attempt) -> pycolmap.IncrementalPipelineOptions:
+    options = pycolmap.IncrementalPipelineOptions()
+    for name, value in attempt.mapper.items():
+        setattr(options.mapper, name, value)
+    for name, value in attempt.pipeline.items():
+        setattr(options, name, value)
+    return options
 
 
 def _too_few_message(registered: int, total: int, reasons: dict[str, str]) -> str:
