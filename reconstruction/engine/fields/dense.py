@@ -76,6 +76,11 @@ class DenseField(torch.nn.Module):
     def beta(self) -> torch.Tensor:
         return self.log_beta.exp().clamp(min=0.05)
 
+    def cap_beta(self, most: float) -> None:
+        """Keeps the learnt β at or below `most` voxels."""
+        with torch.no_grad():
+            self.log_beta.clamp_(max=math.log(most))
+
     def density_from_geometry(self, geometry: torch.Tensor) -> torch.Tensor:
         """Density per voxel length from raw geometry values."""
         if self.kind == DENSITY:

@@ -71,9 +71,11 @@ def fit_field(
     progress: ProgressFn,
     cancel: CancelFn,
     extra_loss: Callable[[DenseField, torch.Generator], dict[str, torch.Tensor]] | None = None,
+    after_step: Callable[[DenseField, float], None] | None = None,
 ) -> ReconstructionResult:
     """Trains a `kind` field on `capture` and writes checkpoint, preview frames, mesh.glb and its texture under
-    `workdir`."""
+    `workdir`. `extra_loss` adds the backend's regularisers; `after_step(model, fraction)` runs after each
+    optimiser step with the fraction of training done (for schedules on the field's own parameters)."""
     if capture.masks is None and config.require_masks:
         raise InvalidCapture(
             f"{backend_name} was asked to require masks (require_masks=true) and the capture has none."
@@ -88,7 +90,7 @@ def fit_field(
             raise Cancelled("Cancelled by request.")
 
     with cpu_threads(device, config.threads):
-        return _fit(kind, backend_name, config, capture, workdir, device, progress, check, extra_loss)
+        return _fit(kind, backend_name, config, capture, workdir, device, progress, check, extra_loss, after_step)
 
 
 @contextmanager
@@ -116,6 +118,7 @@ def _fit(
     progress: ProgressFn,
     check: Callable[[], None],
     extra_loss: Callable[[DenseField, torch.Generator], dict[str, torch.Tensor]] | None,
+    after_step: Callable[[DenseField, float], None] | None,
 ) -> ReconstructionResult:
     """The body of `fit_field`, run on the threads it chose."""
     assert capture.cameras is not None
@@ -218,6 +221,8 @@ def _fit(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if after_step is not None:
+                after_step(model, fraction)
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append(float(loss.detach()))
             if iteration % 100 == 0:
