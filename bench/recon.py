@@ -247,7 +247,21 @@ def score_run(
 ) -> dict[str, Any]:
     """Geometry at three thresholds, held-out views (the backend's own renderer and its mesh), resources."""
     prediction = load_mesh(result.mesh_path)
+    estimated = {}
+    if align == "icp" and result.cameras_path is not None and views["truth"]:  # cameras it found itself
+        estimated = {c.image_name: (c.R, c.center) for c in read_colmap_text(Path(result.cameras_path))}
+        estimated = {name: pose for name, pose in estimated.items() if name in views["truth"]}
+    if len(estimated) >= 3:
+        # The similarity its cameras give: ICP from the centroids can settle in a wrong minimum on such shapes.
+        names = sorted(estimated)
+        prediction.apply_transform(
+            align_by_cameras(
+                np.array([estimated[n][1] for n in names]), np.array([views["truth"][n][1] for n in names])
+            )
+        )
+        align = "none"
     geometry = compare_meshes(prediction, gt, samples=args.samples, alignment=align, tau_fractions=TAU_FRACTIONS)
+    geometry["alignment"] = "by cameras" if len(estimated) >= 3 else align
     transform = geometry.pop("alignment_transform", None)
     entry: dict[str, Any] = {
         "version": result.backend_version,
@@ -256,17 +270,15 @@ def score_run(
         "resources": result.resources.to_dict(),
         "output": {k: v for k, v in result.metrics.items() if isinstance(v, int | float | bool | str)},
     }
-    if transform is None:  # held-out cameras only mean something in the capture's own frame
+    if transform is None and not estimated:  # held-out cameras only mean something in the capture's own frame
         synthesised = [
             np.asarray(Image.open(workdir / "eval" / c.image_name).convert("RGB")) for c in views["held_out"]
         ]
         entry["images"] = _image_scores(synthesised, views["references"])
         mesh_views = [view.rgb for view in render_views(prediction, views["held_out"])]
         entry["mesh_images"] = _image_scores(mesh_views, views["references"])
-    if align == "icp" and result.cameras_path is not None and views["truth"]:  # cameras it found itself
-        estimated = {c.image_name: (c.R, c.center) for c in read_colmap_text(Path(result.cameras_path))}
-        if len(estimated) >= 3:
-            entry["cameras"] = pose_errors(estimated, views["truth"])
+    if len(estimated) >= 3:
+        entry["cameras"] = pose_errors(estimated, views["truth"])
     return entry
 
 
@@ -592,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "F-score thresholds: 0.25%, 0.5% and 1% of each scan's bounding-box diagonal; meshes compared in the "
             "scan's frame (the backends used the capture's known cameras) unless --align icp; 'images only' runs "
-            "got the PNGs alone and are aligned by similarity ICP, their cameras by a similarity on the centres.",
+            "got the PNGs alone; their meshes are moved by the similarity that maps their camera centres onto the "
+            "true ones (ICP when they report no cameras).",
             "Held-out images: 'view synthesis' is the backend's own renderer at the held-out cameras (the radiance "
             "field for nerf and sdf, the mesh otherwise); 'mesh' renders the exported mesh there.",
             "LPIPS is not reported: torchvision and pretrained weights are not available.",
