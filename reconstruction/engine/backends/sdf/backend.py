@@ -54,7 +54,7 @@ class SdfParams(FieldParams):
 
 class SdfBackend:
     name = "sdf"
-    version = "1.0.0"
+    version = "1.1.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,
