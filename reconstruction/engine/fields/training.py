@@ -156,7 +156,7 @@ def _fit(
 
         start_resolution = max(16, resolution // 2)
         voxel, start_shape = grid_shape(low, high, start_resolution)
-        model = DenseField(kind, low, voxel, start_shape, device)
+        model = DenseField(kind, low, voxel, start_shape, device, config.step_ratio)
         _seed_geometry(model, hull, low, high)
         hull_grid = hull[0]
         occupancy = _occupancy(model, hull_grid)

@@ -15,8 +15,9 @@ from reconstruction.engine.fields.rays import ray_box, stratified_samples
 
 # (points (P, 3), unit directions (P, 3)) -> (density per world unit (P,), colour in [0, 1] (P, 3))
 FieldQuery = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# points (P, 3) -> density per world unit (P,): the cheap look-ahead that finds where rays become opaque
-DensityQuery = Callable[[torch.Tensor], torch.Tensor]
+# (points (P, 3), unit directions (P, 3)) -> density per world unit (P,): the cheap look-ahead that finds where
+# rays become opaque
+DensityQuery = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # Samples behind this transmittance change a pixel by less than a 16-bit level; they are skipped.
 MIN_TRANSMITTANCE = 1e-4
 
@@ -91,7 +92,7 @@ def render_rays(
     points, t = points[ray, index], t[ray, index]
     if density is not None and len(ray):
         with torch.no_grad():
-            ahead = density(points).clamp(min=0) * step
+            ahead = density(points, directions[ray]).clamp(min=0) * step
             visible = transmittance_before(ahead, ray) > MIN_TRANSMITTANCE
         ray, points, t = ray[visible], points[visible], t[visible]
     if len(ray):

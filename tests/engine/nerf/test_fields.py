@@ -120,7 +120,7 @@ def test_the_density_look_ahead_skips_samples_behind_an_opaque_surface_without_c
     low, high = box()
     kwargs = dict(low=low, high=high, step=0.01, max_samples=1000, background=torch.ones(3))
     full = render_rays(solid_sphere, origins, directions, **kwargs)
-    terminated = render_rays(solid_sphere, origins, directions, density=lambda p: solid_sphere(p, p)[0], **kwargs)
+    terminated = render_rays(solid_sphere, origins, directions, density=lambda p, d: solid_sphere(p, d)[0], **kwargs)
     assert terminated.samples < full.samples - 2 * 40  # the two rays through the sphere stop at its front
     torch.testing.assert_close(terminated.rgb, full.rgb)
     torch.testing.assert_close(terminated.opacity, full.opacity)
@@ -165,6 +165,51 @@ def test_density_of_an_sdf_is_half_its_maximum_on_the_surface():
     torch.testing.assert_close(sigma, torch.tensor([1.0, 0.5, 0.0]), atol=1e-6, rtol=0)
     density = DenseField(DENSITY, np.zeros(3), 1.0, (2, 2, 2), "cpu")
     assert float(density.density_from_geometry(torch.tensor(0.0))) < 0.05  # starts nearly empty
+
+
+def sphere_sdf_field(radius_voxels: float, size: int = 64) -> DenseField:
+    """An exact signed-distance grid (voxel units) of a sphere in the middle of a `size`³ grid of unit voxels."""
+    field = DenseField(SDF, np.zeros(3), 1.0, (size,) * 3, "cpu", step_ratio=0.25)
+    index = torch.stack(torch.meshgrid(*[torch.arange(float(size))] * 3, indexing="ij"), -1)
+    with torch.no_grad():
+        field.geometry.copy_(((index - (size - 1) / 2).norm(dim=-1) - radius_voxels)[None, None])
+        field.cap_beta(0.1)
+    return field
+
+
+def test_the_trilinear_gradient_of_a_distance_grid_is_exact_for_a_plane():
+    field = DenseField(SDF, np.zeros(3), 0.5, (6, 6, 6), "cpu")
+    normal = torch.tensor([2.0, -1.0, 2.0]) / 3
+    index = torch.stack(torch.meshgrid(*[torch.arange(6.0)] * 3, indexing="ij"), -1)
+    with torch.no_grad():
+        field.geometry.copy_((index @ normal - 2.0)[None, None])
+    points = torch.tensor([[0.3, 1.1, 0.7], [2.2, 0.4, 1.9]])
+    distance, gradient = field.distance_and_gradient(field.corners(points))
+    torch.testing.assert_close(distance, points / 0.5 @ normal - 2.0)
+    torch.testing.assert_close(gradient, normal.expand(2, 3))
+
+
+@pytest.mark.parametrize("radius", [8.0, 20.0])
+def test_an_sdf_renders_its_silhouette_at_the_zero_level_set_whatever_the_curvature(radius):
+    """A ray that just touches the surface is half opaque (NeuS), a ray half a voxel outside nearly clear and one
+    half a voxel inside nearly opaque: silhouettes do not pull the surface inward (VolSDF's density did)."""
+    field = sphere_sdf_field(radius)
+    centre = torch.full((3,), 31.5)
+    offsets = torch.tensor([-0.5, 0.0, 0.5])  # closest approach to the surface, voxels (positive: outside)
+    origins = centre + torch.stack([torch.full_like(offsets, -40.0), torch.zeros(3), radius + offsets], dim=-1)
+    directions = torch.tensor([[1.0, 0.0, 0.0]]).expand(3, 3)
+    out = render_rays(
+        field,
+        origins,
+        directions,
+        low=field.low,
+        high=torch.tensor(field.high_np, dtype=torch.float32),
+        step=0.25,
+        max_samples=1024,
+        background=None,
+    )
+    assert float(out.opacity[1]) == pytest.approx(0.5, abs=0.1)  # VolSDF: > 0.99
+    assert float(out.opacity[0]) > 0.95 and float(out.opacity[2]) < 0.05
 
 
 def test_capping_beta_sharpens_the_surface_and_never_widens_it():
