@@ -404,6 +404,35 @@ def screenshot(mesh: Path, camera: Any, photos: Path, out: Path, width: int = 64
     return out
 
 
+def merged(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """`earlier` with the objects, backends and photo sets measured `now` replacing theirs; each merge is listed
+    under "updates" (when, which entries) so a table's rows can be told apart by run."""
+    rows = {row["object"]: row for row in earlier["rows"]}
+    for row in now["rows"]:
+        if row["object"] in rows:
+            old = rows[row["object"]]
+            old["backends"].update(row["backends"])
+            old.update({k: v for k, v in row.items() if k not in ("backends",)})
+        else:
+            rows[row["object"]] = row
+    photos = {row["photos"]: row for row in earlier.get("photo_rows", [])}
+    for row in now["photo_rows"]:
+        photos.setdefault(row["photos"], {}).update(row)
+    updates = earlier.get("updates", [{"created": earlier["created"], "entries": "all"}])
+    entries = [f"{row['object']}: {', '.join(row['backends'])}" for row in now["rows"]]
+    entries += [
+        f"{row['photos']}: {', '.join(k for k in row if k not in ('photos', 'images'))}" for row in now["photo_rows"]
+    ]
+    updates.append({"created": now["created"], "entries": entries, "environment": now["environment"]})
+    return {
+        **earlier,
+        "backends": {**earlier["backends"], **now["backends"]},
+        "rows": list(rows.values()),
+        "photo_rows": list(photos.values()),
+        "updates": updates,
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     capture = report["capture"]
     lines = [
@@ -418,6 +447,13 @@ def markdown(report: dict[str, Any]) -> str:
         "MS-SSIM | mesh PSNR dB | cameras: centre err. (% spread) / rot. ° (median) | wall s | ÷ hull time | peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if len(report.get("updates", [])) > 1:  # the header's figures are those of the first run
+        runs = [
+            f"{u['created']}: {u['entries'] if isinstance(u['entries'], str) else '; '.join(u['entries'])}"
+            + (f" (load {u['environment']['load_average_1m']:.1f})" if "environment" in u else "")
+            for u in report["updates"]
+        ]
+        lines[3:3] = ["Entries by run (later runs replace earlier ones): " + " | ".join(runs), ""]
     for row in report["rows"]:
         hull = row["backends"].get("visual-hull", {})
         for name, entry in row["backends"].items():
@@ -545,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to each backend run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recon.json")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into the report at --out: entries measured now replace theirs, the others stay as they were",
+    )
     parser.add_argument("--colmap-reference", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = parser.parse_args(argv)
     if args.colmap_reference:
@@ -612,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
             "Cost per asset is left to the job side, which prices CPU/GPU seconds with configured rates.",
         ],
     }
+    if args.update and args.out.is_file():
+        report = merged(json.loads(args.out.read_text()), report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     args.out.with_suffix(".md").write_text(markdown(report))
