@@ -453,7 +453,7 @@ def markdown(report: dict[str, Any]) -> str:
             + (f" (load {u['environment']['load_average_1m']:.1f})" if "environment" in u else "")
             for u in report["updates"]
         ]
-        lines[3:3] = ["Entries by run (later runs replace earlier ones): " + " | ".join(runs), ""]
+        lines[3:3] = ["", "Entries by run (later runs replace earlier ones): " + " | ".join(runs)]
     for row in report["rows"]:
         hull = row["backends"].get("visual-hull", {})
         for name, entry in row["backends"].items():
