@@ -40,7 +40,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.1.0"
+    version = "1.2.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -177,7 +177,8 @@ class PhotogrammetryBackend:
         silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None and v.camera is not None]
         hull_filled = config.silhouette_fill and bool(silhouettes) and len(silhouettes) == len(stereo_views)
         if hull_filled:
-            cloud, added = hull_fill(cloud, silhouettes, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
+            soft = [(v.camera, v.silhouette) for v in stereo_views]
+            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
             metrics["silhouette_fill_points"] = added
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,

@@ -1,13 +1,16 @@
 """Silhouette support for surfaces stereo cannot see: where the object has no texture, its masks still bound it.
 
-The carved volume (every voxel inside every mask that sees it) is extracted with marching cubes; its
-surface points far from any stereo point fill the gaps before Poisson, so a plain white patch becomes the
-hull's surface there instead of a hole or a Poisson bulge.
+The carved field (each point's smallest mask coverage, bilinearly sampled, over the views that see it) is
+extracted at its 0.5 level with marching cubes. Its surface points far from any stereo point fill the gaps before
+Poisson, so a plain white patch becomes the hull's surface there instead of a hole or a Poisson bulge. Each one
+first slides along its normal onto the field's exact 0.5 crossing (the hull is then as sharp as the masks, not the
+voxel grid), and is left out when a view's stereo saw the surface behind it (a bulge over a concavity).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from reconstruction.engine.cameras import Camera
@@ -17,10 +20,42 @@ from .fusion import PointCloud
 HULL_RESOLUTION = 160
 # Hull points closer than this many voxels to a stereo point are left out: stereo is the better witness there.
 GAP_VOXELS = 3.0
+# Each marching-cubes point searches this many voxels either way along its normal for the field's 0.5 crossing,
+# in steps of REFINE_STEP voxels.
+REFINE_REACH = 1.0
+REFINE_STEP = 0.1
+CHUNK = 1 << 20  # points per projection batch
+
+
+def carved_field(points: np.ndarray, silhouettes: list[tuple[Camera, np.ndarray]]) -> np.ndarray:
+    """Smallest mask coverage (0–1, bilinear) of world points (N, 3) over the views that see them; 1 if none does.
+
+    Pinhole projection: the cameras are those of undistorted views.
+    """
+    field = torch.ones(len(points), dtype=torch.float32)
+    for start in range(0, len(points), CHUNK):
+        chunk = torch.from_numpy(np.ascontiguousarray(points[start : start + CHUNK], dtype=np.float32))
+        for camera, mask in silhouettes:
+            K, R, t = (torch.as_tensor(a, dtype=torch.float32) for a in (camera.K, camera.R, camera.t))
+            projected = (chunk @ R.T + t) @ K.T
+            z = projected[:, 2]
+            uv = projected[:, :2] / z.clamp_min(1e-12)[:, None]
+            size = torch.tensor([camera.width, camera.height], dtype=torch.float32)
+            seen = (z > 0) & (uv >= 0).all(dim=1) & (uv < size).all(dim=1)
+            image = torch.as_tensor(mask, dtype=torch.float32)[None, None]
+            grid = (2 * uv / size - 1)[None, None]
+            sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0, 0]
+            part = field[start : start + CHUNK]
+            torch.minimum(part, torch.where(seen, sampled, torch.ones_like(sampled)), out=part)
+    return field.numpy()
 
 
 def hull_fill(cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], bounds: np.ndarray) -> tuple[PointCloud, int]:
-    """`cloud` plus hull surface points in its gaps (with outward normals), and how many were added."""
+    """`cloud` plus hull surface points in its gaps (with outward normals), and how many were added.
+
+    `silhouettes` pair each camera with its object coverage (float 0–1, soft edges welcome, or bool), in the order
+    of the views that `cloud.view_index` numbers.
+    """
     from skimage.measure import marching_cubes
 
     low, high = bounds
@@ -30,14 +65,7 @@ def hull_fill(cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], b
     origin = low - voxel
     axes = [origin[k] + voxel * np.arange(shape[k]) for k in range(3)]
     centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    inside = np.ones(len(centres), dtype=bool)
-    for camera, mask in silhouettes:
-        uv, z = camera.project(centres)
-        seen = camera.in_image(uv, z)
-        cols = np.clip(uv[:, 0].astype(int), 0, mask.shape[1] - 1)
-        rows = np.clip(uv[:, 1].astype(int), 0, mask.shape[0] - 1)
-        inside &= ~seen | mask[rows, cols]
-    field = ndimage.gaussian_filter(inside.reshape(shape).astype(np.float32), 0.7)
+    field = carved_field(centres, silhouettes).reshape(shape)
     if field.max() < 0.5 or field.min() > 0.5:
         return cloud, 0
     vertices, _, normals, _ = marching_cubes(field, 0.5)
@@ -47,18 +75,72 @@ def hull_fill(cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], b
     if len(cloud.points):
         gaps, _ = cKDTree(cloud.points).query(points, k=1)
         keep = gaps > GAP_VOXELS * voxel
-    else:
-        keep = np.ones(len(points), dtype=bool)
-    added = int(keep.sum())
+        points, normals = points[keep], normals[keep]
+    points = _onto_crossing(points, normals, silhouettes, voxel)
+    if len(cloud.points):
+        keep = ~_in_free_space(points, cloud, [camera for camera, _ in silhouettes], voxel)
+        points, normals = points[keep], normals[keep]
+    added = len(points)
     if not added:
         return cloud, 0
     grey = np.full((added, 3), 0.5)
     return (
         PointCloud(
-            np.concatenate([cloud.points, points[keep]]),
+            np.concatenate([cloud.points, points]),
             np.concatenate([cloud.colors, grey]),
-            np.concatenate([cloud.normals, normals[keep]]),
+            np.concatenate([cloud.normals, normals]),
             np.concatenate([cloud.view_index, np.full(added, -1)]),
         ),
         added,
     )
+
+
+def _onto_crossing(
+    points: np.ndarray, normals: np.ndarray, silhouettes: list[tuple[Camera, np.ndarray]], voxel: float
+) -> np.ndarray:
+    """Each point moved along its outward normal to the nearest inside→outside 0.5 crossing of the carved field.
+
+    Marching cubes interpolates the field linearly between voxel centres, but the field drops from 1 to 0 within
+    about a pixel, far less than a voxel: its crossings sit up to half a voxel off. Points with no crossing in
+    reach stay put.
+    """
+    offsets = np.arange(-REFINE_REACH, REFINE_REACH + 1e-9, REFINE_STEP) * voxel
+    samples = points[:, None, :] + offsets[None, :, None] * normals[:, None, :]
+    values = carved_field(samples.reshape(-1, 3), silhouettes).reshape(len(points), len(offsets)) - 0.5
+    crossing = (values[:, :-1] >= 0) & (values[:, 1:] < 0)
+    centre = len(offsets) // 2
+    distance = np.where(crossing, np.abs(np.arange(len(offsets) - 1) + 0.5 - centre), np.inf)
+    best = np.argmin(distance, axis=1)
+    found = np.isfinite(distance[np.arange(len(points)), best])
+    rows = np.arange(len(points))
+    before, after = values[rows, best], values[rows, best + 1]
+    share = np.clip(before / np.maximum(before - after, 1e-12), 0.0, 1.0)
+    shift = offsets[best] + share * (offsets[1] - offsets[0])
+    return points + np.where(found, shift, 0.0)[:, None] * normals
+
+
+def _in_free_space(points: np.ndarray, cloud: PointCloud, cameras: list[Camera], margin: float) -> np.ndarray:
+    """Points that a camera sees more than `margin` in front of a stereo point from its own depth map, on one pixel.
+
+    The hull bulges over concavities no silhouette reveals; where a view's stereo saw the surface behind such a
+    bulge, its line of sight crosses the bulge, which is therefore empty space, not surface. Only a view's own
+    points count: it saw them, whereas another view's may lie behind the object.
+    """
+    blocked = np.zeros(len(points), dtype=bool)
+    for index, camera in enumerate(cameras):
+        own = cloud.points[cloud.view_index == index]
+        if not len(own):
+            continue
+        nearest = np.full(camera.width * camera.height, np.inf)
+        uv, z = camera.project(own)
+        seen = camera.in_image(uv, z)
+        np.minimum.at(nearest, _pixel_index(camera, uv[seen]), z[seen])
+        uv, z = camera.project(points)
+        seen = np.flatnonzero(camera.in_image(uv, z))
+        behind = nearest[_pixel_index(camera, uv[seen])]
+        blocked[seen[np.isfinite(behind) & (z[seen] < behind - margin)]] = True
+    return blocked
+
+
+def _pixel_index(camera: Camera, uv: np.ndarray) -> np.ndarray:
+    return uv[:, 1].astype(int) * camera.width + uv[:, 0].astype(int)

@@ -24,6 +24,14 @@ class View:
     mask: np.ndarray | None = None  # (H, W) bool, True on the object
     camera: Camera | None = None
     path: Path | None = None  # the original file, so SfM can read its EXIF
+    coverage: np.ndarray | None = None  # (H, W) float32 in [0, 1]: the mask with its soft (sub-pixel) edges kept
+
+    @property
+    def silhouette(self) -> np.ndarray | None:
+        """Object coverage in [0, 1]: the soft mask when there is one, else the boolean mask as 0/1."""
+        if self.coverage is not None:
+            return self.coverage
+        return self.mask.astype(np.float32) if self.mask is not None else None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -37,16 +45,18 @@ class View:
             return self
         new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
         pixels = Image.fromarray((self.image * 255).round().astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS)
-        mask = None
+        mask = coverage = None
         if self.mask is not None:
             mask = np.asarray(Image.fromarray(self.mask.astype(np.uint8) * 255).resize(new_size, Image.Resampling.BILINEAR)) > 127
+        if self.coverage is not None:
+            coverage = np.asarray(Image.fromarray(self.coverage).resize(new_size, Image.Resampling.BILINEAR), dtype=np.float32)
         camera = None
         if self.camera is not None:
             K = self.camera.K.copy()
             K[0] *= new_size[0] / width
             K[1] *= new_size[1] / height
             camera = Camera(self.camera.image_name, new_size[0], new_size[1], K, self.camera.R, self.camera.t, self.camera.distortion)
-        return View(self.name, np.asarray(pixels, dtype=np.float32) / 255.0, mask, camera, self.path)
+        return View(self.name, np.asarray(pixels, dtype=np.float32) / 255.0, mask, camera, self.path, coverage)
 
 
 def views_from_capture(capture: Any) -> tuple[list[View], list[str]]:
@@ -67,11 +77,12 @@ def views_from_capture(capture: Any) -> tuple[list[View], list[str]]:
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             unreadable.append(f"{name} ({_reason(exc)})")
             continue
-        mask = _mask(masks[index]) if index < len(masks) and masks[index] is not None else None
+        coverage = _coverage(masks[index]) if index < len(masks) and masks[index] is not None else None
+        mask = coverage > 0.5 if coverage is not None else None
         if mask is not None and mask.shape != pixels.shape[:2]:
             raise InvalidCapture(f"Mask of {name} is {mask.shape[1]}×{mask.shape[0]} px but the image is {pixels.shape[1]}×{pixels.shape[0]} px.")
         camera = cameras[index] if index < len(cameras) else None
-        views.append(View(name, pixels, mask, camera, path))
+        views.append(View(name, pixels, mask, camera, path, coverage))
     if unreadable:
         raise InvalidCapture(f"These files are not readable images: {'; '.join(unreadable)}.")
     views, notes = _drop_duplicates(views)
@@ -121,16 +132,17 @@ def _pixels(item: Any) -> tuple[np.ndarray, Path | None]:
     return np.clip(array.astype(np.float32), 0.0, 1.0), None
 
 
-def _mask(item: Any) -> np.ndarray:
+def _coverage(item: Any) -> np.ndarray:
+    """A mask as float32 coverage in [0, 1] (uint8 masks are 0–255, float ones 0–1, bool ones 0/1)."""
     if isinstance(item, str | Path):
         with Image.open(item) as opened:
             item = np.asarray(opened.convert("L"))
     array = np.asarray(item)
     if array.ndim == 3:
         array = array[..., 0]
-    if array.dtype == bool:
-        return array
-    return array > (127 if array.dtype == np.uint8 else 0.5)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return np.clip(array.astype(np.float32), 0.0, 1.0)
 
 
 def _reason(exc: Exception) -> str:
@@ -181,5 +193,14 @@ def undistorted(view: View) -> View:
     )
     pixels[~inside] = 0
     mask = view.mask[r0 + (fr[..., 0] > 0.5), c0 + (fc[..., 0] > 0.5)] & inside if view.mask is not None else None
+    coverage = None
+    if view.coverage is not None:
+        soft = view.coverage[..., None]
+        coverage = (
+            soft[r0, c0] * (1 - fc) * (1 - fr) + soft[r0, c0 + 1] * fc * (1 - fr)
+            + soft[r0 + 1, c0] * (1 - fc) * fr + soft[r0 + 1, c0 + 1] * fc * fr
+        )[..., 0]
+        coverage[~inside] = 0
+        coverage = coverage.astype(np.float32)
     ideal = Camera(camera.image_name, camera.width, camera.height, camera.K, camera.R, camera.t)
-    return View(view.name, pixels.astype(np.float32), mask, ideal, view.path)
+    return View(view.name, pixels.astype(np.float32), mask, ideal, view.path, coverage)
