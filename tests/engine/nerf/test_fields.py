@@ -198,16 +198,17 @@ def test_an_sdf_renders_its_silhouette_at_the_zero_level_set_whatever_the_curvat
     offsets = torch.tensor([-0.5, 0.0, 0.5])  # closest approach to the surface, voxels (positive: outside)
     origins = centre + torch.stack([torch.full_like(offsets, -40.0), torch.zeros(3), radius + offsets], dim=-1)
     directions = torch.tensor([[1.0, 0.0, 0.0]]).expand(3, 3)
-    out = render_rays(
-        field,
-        origins,
-        directions,
-        low=field.low,
-        high=torch.tensor(field.high_np, dtype=torch.float32),
-        step=0.25,
-        max_samples=1024,
-        background=None,
-    )
+    with torch.no_grad():
+        out = render_rays(
+            field,
+            origins,
+            directions,
+            low=field.low,
+            high=torch.tensor(field.high_np, dtype=torch.float32),
+            step=0.25,
+            max_samples=1024,
+            background=None,
+        )
     assert float(out.opacity[1]) == pytest.approx(0.5, abs=0.1)  # VolSDF: > 0.99
     assert float(out.opacity[0]) > 0.95 and float(out.opacity[2]) < 0.05
 
