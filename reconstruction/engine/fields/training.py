@@ -193,7 +193,7 @@ def _fit(
                 rays.directions[pick],
                 low=low_t,
                 high=high_t,
-                step=model.voxel * config.step_ratio,
+                step=model.voxel * model.step_ratio,
                 max_samples=config.max_samples,
                 background=background,
                 occupancy=occupancy,
@@ -254,7 +254,6 @@ def _fit(
                 "occupancy": occupancy.occupied.cpu(),
                 "occupancy_box": [low.tolist(), model.high_np.tolist()],
                 "background": background.cpu().tolist(),
-                "step_ratio": config.step_ratio,
                 "max_samples": config.max_samples,
             },
             checkpoint,
@@ -269,9 +268,7 @@ def _fit(
             for index, camera in enumerate(views):
                 check()
                 path = preview / f"turntable_{index:03d}.png"
-                Image.fromarray(render_image(model, occupancy, camera, config.step_ratio, config.max_samples)).save(
-                    path
-                )
+                Image.fromarray(render_image(model, occupancy, camera, config.max_samples)).save(path)
                 frames.append(path)
         progress("mesh", 0.88, "marching cubes")
         marched = extract_mesh(model)
@@ -464,7 +461,6 @@ def render_image(
     model: DenseField,
     occupancy: OccupancyGrid | None,
     camera: Camera,
-    step_ratio: float,
     max_samples: int,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
@@ -482,7 +478,7 @@ def render_image(
                 directions[start : start + RENDER_CHUNK],
                 low=low,
                 high=high,
-                step=model.voxel * step_ratio,
+                step=model.voxel * model.step_ratio,  # the spacing the SDF's opacity is made for
                 max_samples=max_samples,
                 background=torch.tensor(background, device=device),
                 occupancy=occupancy,
@@ -514,7 +510,7 @@ def _validation_psnr(
         )
         / 255.0
     )
-    rendered = render_image(model, occupancy, small, config.step_ratio, config.max_samples) / 255.0
+    rendered = render_image(model, occupancy, small, config.max_samples) / 255.0
     mse = float(np.mean((rendered - target) ** 2))
     return -10 * math.log10(max(mse, 1e-10))
 
@@ -580,9 +576,7 @@ def render_cameras(result_dir: Path, cameras: list[Camera], out_dir: Path) -> li
         for camera in cameras:
             path = out_dir / camera.image_name
             path.parent.mkdir(parents=True, exist_ok=True)
-            image = render_image(
-                model, occupancy, camera, data["step_ratio"], data["max_samples"], tuple(data["background"])
-            )  # type: ignore[arg-type]
+            image = render_image(model, occupancy, camera, data["max_samples"], tuple(data["background"]))  # type: ignore[arg-type]
             Image.fromarray(image).save(path)
             written.append(path)
     return written
