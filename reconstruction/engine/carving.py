@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import torch
 
 CHUNK = 1 << 20  # voxels per projection batch: bounds memory at a few hundred MB whatever the resolution
+# Voxels across the grid of each pass that bounds the object: the cameras' common view, then the first box.
+BOX_RESOLUTIONS = (32, 64)
 
 
 @dataclass
@@ -41,13 +43,6 @@ class CarvedField:
     grid: VoxelGrid
     values: np.ndarray  # (X, Y, Z) in [0, 1]
 
-    def occupied_box(self, occupied: np.ndarray, padding: float) -> tuple[np.ndarray, np.ndarray]:
-        index = np.argwhere(occupied)
-        low = self.grid.origin + (index.min(axis=0) - 1) * self.grid.voxel
-        high = self.grid.origin + (index.max(axis=0) + 1) * self.grid.voxel
-        margin = (high - low) * padding
-        return low - margin, high + margin
-
     def surface(self) -> trimesh.Trimesh:
         from skimage.measure import marching_cubes
 
@@ -69,22 +64,81 @@ def voxel_grid(low: np.ndarray, high: np.ndarray, resolution: int) -> VoxelGrid:
     return VoxelGrid(origin=np.asarray(low, dtype=np.float64) + voxel / 2, voxel=voxel, shape=shape)  # type: ignore[arg-type]
 
 
+def axes_convergence(cameras: list[Camera]) -> np.ndarray:
+    """The point closest, in least squares, to every camera's optical axis."""
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for camera in cameras:
+        axis = camera.R[2]  # optical axis (camera z) in world coordinates
+        projector = np.eye(3) - np.outer(axis, axis)
+        A += projector
+        b += projector @ camera.center
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
 def box_seen_by_all(cameras: list[Camera]) -> tuple[np.ndarray, np.ndarray]:
     """A cube that holds everything all cameras can see together: centred on the point nearest every optical
     axis, as wide as the nearest camera is far from it (the object lies in front of every camera)."""
-    centres = np.array([c.center for c in cameras])
-    axes = np.array([c.R[2] for c in cameras])  # optical axis (camera z) in world coordinates
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for centre, axis in zip(centres, axes, strict=True):
-        projector = np.eye(3) - np.outer(axis, axis)
-        A += projector
-        b += projector @ centre
-    target = np.linalg.lstsq(A, b, rcond=None)[0]
-    half = float(np.linalg.norm(centres - target, axis=1).min())
+    target = axes_convergence(cameras)
+    half = float(np.linalg.norm(np.array([c.center for c in cameras]) - target, axis=1).min())
     if not np.isfinite(half) or half <= 0:
         raise InvalidCapture("The cameras do not look at a common point.")
     return target - half, target + half
+
+
+def silhouette_box(
+    cameras: list[Camera], masks: list[np.ndarray], *, tolerance: int = 0, padding: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A box that holds every part of the object the masks show, thin ones included, grown by `padding` × its size.
+
+    Carving a coarse grid by voxel centres loses parts thinner than a voxel (a chair's legs), so a box around
+    such a hull cuts them off. Here a voxel stays unless, in more than `tolerance` views, no object pixel lies
+    within the radius of the voxel's projection. Two passes: over the cameras' common view, then over the first
+    box, so the box is tight to a fraction of a voxel of the second grid.
+    """
+    from scipy import ndimage
+
+    # Each view's distance from every pixel to its nearest object pixel (inf for an empty mask).
+    gaps = []
+    for mask in masks:
+        background = np.asarray(mask) < 0.5
+        gaps.append(
+            ndimage.distance_transform_edt(background) if not background.all() else np.full(background.shape, np.inf)
+        )
+    low, high = box_seen_by_all(cameras)
+    for resolution in BOX_RESOLUTIONS:
+        grid = voxel_grid(low, high, resolution)
+        kept = _may_hold_object(grid, cameras, gaps, tolerance)
+        if not kept.any():
+            raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
+        index = np.argwhere(kept)
+        low = grid.origin + (index.min(axis=0) - 0.5) * grid.voxel
+        high = grid.origin + (index.max(axis=0) + 0.5) * grid.voxel
+    margin = (high - low) * padding
+    return low - margin, high + margin
+
+
+def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray], tolerance: int) -> np.ndarray:
+    """Voxels whose projection reaches an object pixel in all but at most `tolerance` views."""
+    axes = [grid.origin[k] + grid.voxel * np.arange(n) for k, n in enumerate(grid.shape)]
+    centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    reach = grid.voxel * math.sqrt(3) / 2  # a voxel's circumscribed radius
+    misses = np.zeros(len(centres), dtype=np.int32)
+    for camera, gap in zip(cameras, gaps, strict=True):
+        uv, depth = camera.project(centres)
+        pixel = np.nan_to_num(uv - 0.5, nan=0.0, posinf=0.0, neginf=0.0)  # pixel-centre coordinates
+        inside = np.clip(pixel, 0, [camera.width - 1, camera.height - 1])
+        distance = gap[inside[:, 1].round().astype(int), inside[:, 0].round().astype(int)]
+        distance = distance + np.linalg.norm(pixel - inside, axis=1)
+        # The voxel's bounding sphere images to within f·r/(z − r) of the centre's projection on the axis, and
+        # stretched by up to 1 + tan²θ off it (θ the angle off the optical axis).
+        focal = float(max(camera.K[0, 0], camera.K[1, 1]))
+        off_axis = np.sum(((uv - camera.K[:2, 2]) / focal) ** 2, axis=1)
+        radius = focal * reach / np.maximum(depth - reach, 1e-12) * (1 + np.nan_to_num(off_axis, nan=0.0)) + 1.0
+        # A voxel this near the camera's plane projects unboundedly far: the view cannot rule it out.
+        around_camera = np.abs(depth) <= reach
+        misses += ~around_camera & ((depth <= 0) | (distance > radius))
+    return (misses <= tolerance).reshape(grid.shape)
 
 
 def carve(

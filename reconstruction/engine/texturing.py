@@ -2,6 +2,7 @@
 depth test against the mesh for visibility), blended smoothly across view changes, written as a GLB.
 
 Shared by the backends that end in a mesh and calibrated photos (photogrammetry, the trained fields)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 import xatlas
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.meshes import Mesh
@@ -63,14 +64,19 @@ def bake(
     vertices = mesh.vertices[vmapping]
     # Normals of the welded surface, so they stay smooth across the atlas's seams.
     vertex_normals = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).vertex_normals[vmapping]
-    face_of_texel = _rasterize(uvs, faces, size)
-    texel_rows, texel_cols = np.nonzero(face_of_texel >= 0)
-    face_ids = face_of_texel[texel_rows, texel_cols]
-    points, normals = _texel_geometry(vertices, vertex_normals, faces, uvs, face_ids, texel_rows, texel_cols, size)
+    # The texel helpers take glTF UVs (v down), so their texel rows run top to bottom like the image's.
+    gltf_uvs = np.column_stack([uvs[:, 0], 1.0 - uvs[:, 1]])
+    covered = _a_texel_for_every_face(texels.rasterize(gltf_uvs, faces, size, size), gltf_uvs, faces, size)
+    texel_rows, texel_cols = covered.y, covered.x
+    corners = faces[covered.face]
+    points = (covered.weights[:, :, None] * vertices[corners]).sum(axis=1)
+    normals = (covered.weights[:, :, None] * vertex_normals[corners]).sum(axis=1)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
-        o3d.core.Tensor.from_numpy(mesh.vertices.astype(np.float32)), o3d.core.Tensor.from_numpy(mesh.faces.astype(np.uint32))
+        o3d.core.Tensor.from_numpy(mesh.vertices.astype(np.float32)),
+        o3d.core.Tensor.from_numpy(mesh.faces.astype(np.uint32)),
     )
     colours = np.zeros((len(points), 3))
     weight_sum = np.zeros(len(points))
@@ -97,7 +103,9 @@ def bake(
     if unseen_colours is not None and not seen.all():
         texture[texel_rows[~seen], texel_cols[~seen]] = unseen_colours(points[~seen], normals[~seen])
         filled[texel_rows, texel_cols] = True
-    texture = _pad(texture, filled, face_of_texel >= 0)
+    charts = np.zeros((size, size), bool)
+    charts[texel_rows, texel_cols] = True
+    texture = _pad(texture, filled, charts)
     baked = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
     return TexturedMesh(vertices, faces, uvs.astype(np.float64), baked, coverage)
 
@@ -134,46 +142,36 @@ def _triangle_grid_atlas(mesh: Mesh, size: int) -> tuple[np.ndarray, np.ndarray,
         np.array([[0, 0], [1, 0], [0, 1]], dtype=np.float64)[None],
         np.array([[1, 1], [0, 1], [1, 0]], dtype=np.float64)[None],
     )
-    towards_centre = np.where(lower[:, None, None], np.array([[1, 1], [-2, 1], [1, -2]])[None], np.array([[-1, -1], [2, -1], [-1, 2]])[None])
+    towards_centre = np.where(
+        lower[:, None, None], np.array([[1, 1], [-2, 1], [1, -2]])[None], np.array([[-1, -1], [2, -1], [-1, 2]])[None]
+    )
     uvs = np.stack([u0, v0], axis=1)[:, None, :] + corners * step + towards_centre * inset
     faces = np.arange(3 * count).reshape(count, 3)
     return mesh.faces.reshape(-1), faces, uvs.reshape(-1, 2)
 
 
-def _rasterize(uvs: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
-    """Face index covering each texel centre (-1 where none), texture rows top to bottom."""
-    canvas = Image.new("I", (size, size), 0)
-    draw = ImageDraw.Draw(canvas)
-    corners = np.stack([uvs[:, 0] * size, (1.0 - uvs[:, 1]) * size], axis=1)[faces]
-    for index, triangle in enumerate(corners):
-        draw.polygon([tuple(p) for p in triangle], fill=index + 1)
-    return np.asarray(canvas, dtype=np.int64) - 1
+def _a_texel_for_every_face(
+    covered: texels.Coverage, gltf_uvs: np.ndarray, faces: np.ndarray, size: int
+) -> texels.Coverage:
+    """`covered` plus, for each face that holds no texel centre, the texel under its UV centroid if no face holds it.
 
-
-def _texel_geometry(
-    vertices: np.ndarray, vertex_normals: np.ndarray, faces: np.ndarray, uvs: np.ndarray, face_ids: np.ndarray,
-    rows: np.ndarray, cols: np.ndarray, size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """World position and smooth unit normal at each texel centre (barycentric within its face)."""
-    centre = np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1)
-    a, b, c = (uvs[faces[face_ids, k]] for k in range(3))
-    v0, v1, v2 = b - a, c - a, centre - a
-    d00 = (v0 * v0).sum(1)
-    d01 = (v0 * v1).sum(1)
-    d11 = (v1 * v1).sum(1)
-    d20 = (v2 * v0).sum(1)
-    d21 = (v2 * v1).sum(1)
-    denominator = d00 * d11 - d01 * d01
-    denominator = np.where(np.abs(denominator) < 1e-20, 1e-20, denominator)
-    w1 = np.clip((d11 * d20 - d01 * d21) / denominator, 0, 1)
-    w2 = np.clip((d00 * d21 - d01 * d20) / denominator, 0, 1 - w1)
-    w0 = 1 - w1 - w2
-    weights = np.stack([w0, w1, w2], axis=1)
-    tri = vertices[faces[face_ids]]
-    points = (weights[:, :, None] * tri).sum(1)
-    normals = (weights[:, :, None] * vertex_normals[faces[face_ids]]).sum(1)
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    return points, normals
+    Slivers and the grid atlas's slots on dense meshes can be smaller than a texel; without this their texels
+    would take a neighbouring chart's padding, which in the grid atlas is an unrelated part of the surface.
+    """
+    missing = np.setdiff1d(np.arange(len(faces)), covered.face)
+    if not len(missing):
+        return covered
+    x, y = np.clip((gltf_uvs[faces[missing]].mean(axis=1) * size).astype(np.int64), 0, size - 1).T
+    taken = np.zeros((size, size), bool)
+    taken[covered.y, covered.x] = True
+    _, first = np.unique(y * size + x, return_index=True)
+    free = first[~taken[y[first], x[first]]]
+    return texels.Coverage(
+        np.concatenate([covered.y, y[free]]),
+        np.concatenate([covered.x, x[free]]),
+        np.concatenate([covered.face, missing[free]]),
+        np.concatenate([covered.weights, np.full((len(free), 3), 1.0 / 3.0)]),
+    )
 
 
 def _visibility(

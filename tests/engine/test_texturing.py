@@ -1,4 +1,5 @@
 """Baking colour from calibrated views into a UV atlas, and the GLB it is written to."""
+
 import numpy as np
 import pytest
 import trimesh
@@ -59,3 +60,16 @@ def test_texels_no_view_sees_take_the_surface_colour_given_for_them(sphere_views
     assert 0.2 < textured.coverage < 0.6 and asked and asked[0] > 0
     pixels = np.asarray(textured.texture, dtype=np.int64)
     assert ((pixels == [255, 0, 0]).all(axis=2)).mean() > 0.2
+
+
+def test_triangles_smaller_than_a_texel_still_get_their_own_colour():
+    # 5,120 triangles in a 64² grid atlas: each slot is under a texel wide, so few hold a texel centre.
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.8)
+    views = [(camera, render(sphere, camera)[0]) for camera in orbit_cameras(8, 96)]
+    textured = bake(Mesh(sphere.vertices, sphere.faces), views, 64, "grid")
+    uv = textured.uvs[textured.faces].mean(axis=1)
+    image = np.asarray(textured.texture, dtype=np.float64) / 255
+    cols = np.clip((uv[:, 0] * 64).astype(int), 0, 63)
+    rows = np.clip(((1 - uv[:, 1]) * 64).astype(int), 0, 63)
+    centres = textured.vertices[textured.faces].mean(axis=1)
+    assert np.abs(image[rows, cols] - pattern(centres)).mean() < 0.09

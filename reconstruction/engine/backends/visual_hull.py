@@ -18,9 +18,9 @@ import trimesh
 
 from reconstruction.engine.cameras import write_colmap_text
 from reconstruction.engine.capture import Capture, check_capture_fits
-from reconstruction.engine.carving import box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.carving import carve, silhouette_box, voxel_grid
 from reconstruction.engine.devices import resolve_device
-from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture
+from reconstruction.engine.errors import Cancelled, InvalidCapture
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
 from reconstruction.engine.resources import measure
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     pass
 
 # torch and scikit-image are imported where they are used, so listing backends (the web process does) stays light.
-
-COARSE_RESOLUTION = 48
 
 
 @dataclass
@@ -115,18 +113,12 @@ class VisualHullBackend:
         with measure(device) as usage:
             progress("load", 0.0, f"loading {capture.num_views} masks")
             assert capture.cameras is not None  # check_capture_fits made sure
-            masks = [torch.from_numpy(capture.load_mask(i)).to(device) for i in range(capture.num_views)]
+            silhouettes = [capture.load_mask(i) for i in range(capture.num_views)]
+            masks = [torch.from_numpy(mask).to(device) for mask in silhouettes]
             cameras = capture.cameras
-            low, high = box_seen_by_all(cameras)
             check()
-            coarse = carve(
-                voxel_grid(low, high, COARSE_RESOLUTION), cameras, masks, config.tolerance_views, device, lambda _: check()
-            )
-            occupied = coarse.values >= 0.5
-            if not occupied.any():
-                raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
-            low, high = coarse.occupied_box(occupied, config.padding)
-            log.append(f"coarse hull box {np.round(low, 4).tolist()} – {np.round(high, 4).tolist()}")
+            low, high = silhouette_box(cameras, silhouettes, tolerance=config.tolerance_views, padding=config.padding)
+            log.append(f"object box {np.round(low, 4).tolist()} – {np.round(high, 4).tolist()}")
 
             def carve_progress(done: int) -> None:
                 progress("carve", 0.05 + 0.6 * done / len(cameras), f"view {done}/{len(cameras)}")

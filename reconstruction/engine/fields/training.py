@@ -23,7 +23,7 @@ from PIL import Image
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.capture import Capture
-from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, silhouette_box, voxel_grid
 from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
@@ -333,13 +333,10 @@ def _object_box(
     assert capture.cameras is not None
     cameras = capture.cameras
     if capture.masks is not None:
-        masks = [torch.from_numpy(capture.load_mask(i)).to(device) for i in range(capture.num_views)]
-        low, high = box_seen_by_all(cameras)
-        coarse = carve(voxel_grid(low, high, 48), cameras, masks, 0, device, lambda _: check())
-        occupied = coarse.values >= 0.5
-        if not occupied.any():
-            raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
-        low, high = coarse.occupied_box(occupied, 0.1)
+        silhouettes = [capture.load_mask(i) for i in range(capture.num_views)]
+        low, high = silhouette_box(cameras, silhouettes, padding=0.1)
+        check()
+        masks = [torch.from_numpy(mask).to(device) for mask in silhouettes]
         hull = carve(voxel_grid(low, high, HULL_RESOLUTION), cameras, masks, 0, device, lambda _: check())
         return low, high, (hull, None, "visual hull of the masks")
     box = capture.metadata.get("object", {})

@@ -1,4 +1,5 @@
 """Plane-sweep depth on a synthetic scene with exact depth, neighbour choice, and consistency fusion."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,10 @@ def planes_scene():
     """A reference camera and four neighbours 0.5 to the side and above, all at z = 3 looking down −z."""
     K = intrinsics(SIZE * 1.2, SIZE * 1.2, SIZE / 2, SIZE / 2)
     offsets = [(0.0, 0.0), (0.5, 0.0), (-0.5, 0.0), (0.0, 0.5), (0.0, -0.5)]
-    cameras = [camera_looking_at(f"v{i}.png", SIZE, SIZE, K, (x, y, 3.0), (0.2 * x, 0.2 * y, 0.0)) for i, (x, y) in enumerate(offsets)]
+    cameras = [
+        camera_looking_at(f"v{i}.png", SIZE, SIZE, K, (x, y, 3.0), (0.2 * x, 0.2 * y, 0.0))
+        for i, (x, y) in enumerate(offsets)
+    ]
     mesh = two_planes()
     renders = [render(mesh, camera) for camera in cameras]
     views = [StereoImage.build(c.image_name, r[0], None, c, CPU) for c, r in zip(cameras, renders, strict=True)]
@@ -74,7 +78,9 @@ def test_fusion_keeps_consistent_depth_and_drops_a_view_that_disagrees(planes_sc
     cameras, renders, views = planes_scene
     exact = [DepthMap(torch.from_numpy(r[2]).float(), torch.ones(SIZE, SIZE)) for r in renders]
     neighbours = [[j for j in range(5) if j != i] for i in range(5)]
-    points, pixels = consistent_points(0, views, exact, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2)
+    points, pixels = consistent_points(
+        0, views, exact, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2
+    )
     assert pixels.numel() > 0.9 * SIZE * SIZE
     z = points[2].numpy()
     assert np.all((np.abs(z - 0.405) < 0.01) | (np.abs(z + 0.495) < 0.01))
@@ -83,8 +89,29 @@ def test_fusion_keeps_consistent_depth_and_drops_a_view_that_disagrees(planes_sc
     _, kept = consistent_points(0, views, wrong, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2)
     assert kept.numel() == 0
 
-    cloud = fuse(views, [r[0] for r in renders], exact, neighbours, max_pixels=1.0, max_relative_depth=0.01, min_views=2)
+    cloud = fuse(
+        views, [r[0] for r in renders], exact, neighbours, max_pixels=1.0, max_relative_depth=0.01, min_views=2
+    )
     assert len(cloud.points) > 4 * 0.9 * SIZE * SIZE
     to_camera = np.array([cameras[i].center for i in cloud.view_index]) - cloud.points
     assert (np.einsum("ij,ij->i", cloud.normals, to_camera) > 0).all()
     np.testing.assert_allclose(np.linalg.norm(cloud.normals, axis=1), 1.0, atol=1e-4)
+    # Each point says which pixel of its view it came from: it has that pixel's colour and projects into it.
+    for index, camera in enumerate(cameras):
+        mine = cloud.view_index == index
+        uv, _ = camera.project(cloud.points[mine])
+        landed = np.floor(uv[:, 1]).astype(int) * SIZE + np.floor(uv[:, 0]).astype(int)
+        assert (landed == cloud.pixel_index[mine]).mean() > 0.95
+        np.testing.assert_array_equal(cloud.colors[mine], renders[index][0].reshape(-1, 3)[cloud.pixel_index[mine]])
+    unoriented = fuse(
+        views,
+        [r[0] for r in renders],
+        exact,
+        neighbours,
+        max_pixels=1.0,
+        max_relative_depth=0.01,
+        min_views=2,
+        with_normals=False,
+    )
+    np.testing.assert_array_equal(unoriented.points, cloud.points)
+    assert not unoriented.normals.any()

@@ -13,12 +13,12 @@ import numpy as np
 import open3d as o3d
 import torch
 
-from reconstruction.engine.backends.photogrammetry.fusion import consistent_points, oriented_normals
+from reconstruction.engine.backends.photogrammetry.fusion import fuse, oriented_normals
 from reconstruction.engine.backends.photogrammetry.mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
 from reconstruction.engine.backends.photogrammetry.views import View, undistorted
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.capture import Capture
-from reconstruction.engine.carving import box_seen_by_all, carve, voxel_grid
+from reconstruction.engine.carving import carve, silhouette_box, voxel_grid
 from reconstruction.engine.errors import BackendFailed, InvalidCapture
 
 HULL_RESOLUTION = 48  # the coarse hull only bounds the object and the depth sweep
@@ -54,7 +54,7 @@ class Observation:
     normals: np.ndarray  # (N, 3) unit, facing the camera that measured the point
     colours: np.ndarray  # (N, 3) in [0, 1]
     point_views: np.ndarray  # (N,) index of the view whose depth map gave each point
-    object_box: np.ndarray  # (2, 3) box around the coarse visual hull
+    object_box: np.ndarray  # (2, 3) box around everything the silhouettes show
     stereo_pairs: int  # views that had at least one usable stereo neighbour
 
     @property
@@ -112,32 +112,25 @@ def observe(
             )
         progress(0.05 + 0.85 * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)}")
 
-    depths, points, colours, point_views = [], [], [], []
-    for index, view in enumerate(stereo):
-        check()
-        fused, pixel_ids = consistent_points(
-            index,
-            stereo,
-            depth_maps,
-            neighbours[index],
-            max_pixels=settings.consistency_pixels,
-            max_relative_depth=settings.consistency_depth,
-            min_views=settings.min_consistent_views,
-        )
-        kept = np.zeros(view.height * view.width, dtype=np.float32)
-        ids = pixel_ids.cpu().numpy()
-        if neighbours[index] and len(ids):
-            kept[ids] = depth_maps[index].depth.reshape(-1)[pixel_ids].cpu().numpy()
-            points.append(fused.T.cpu().numpy().astype(np.float64))
-            colours.append(views[index].image.reshape(-1, 3)[ids].astype(np.float64))
-            point_views.append(np.full(len(ids), index))
-        depths.append(kept.reshape(view.height, view.width))
-    progress(1.0, f"{sum(len(p) for p in points)} consistent surface points")
-    xyz = np.concatenate(points) if points else np.zeros((0, 3))
-    view_index = np.concatenate(point_views) if point_views else np.zeros(0, dtype=int)
-    rgb = np.concatenate(colours) if colours else np.zeros((0, 3))
-    keep = _inliers(xyz)
-    xyz, view_index, rgb = xyz[keep], view_index[keep], rgb[keep]
+    check()
+    cloud = fuse(
+        stereo,
+        [view.image for view in views],
+        depth_maps,
+        neighbours,
+        max_pixels=settings.consistency_pixels,
+        max_relative_depth=settings.consistency_depth,
+        min_views=settings.min_consistent_views,
+        with_normals=False,  # estimated below, once the outliers are gone from the neighbourhoods
+    )
+    assert cloud.pixel_index is not None  # fuse() always says where its points came from
+    depths = [
+        _kept_depth(depth_map, cloud.pixel_index[cloud.view_index == index])
+        for index, depth_map in enumerate(depth_maps)
+    ]
+    progress(1.0, f"{len(cloud.points)} consistent surface points")
+    keep = _inliers(cloud.points)
+    points, point_views = cloud.points[keep], cloud.view_index[keep]
     centres = np.array([camera.center for camera in stereo_cameras])
     return Observation(
         cameras=cameras,
@@ -145,13 +138,22 @@ def observe(
         masks=masks,
         stereo_cameras=stereo_cameras,
         depths=depths,
-        points=xyz,
-        normals=oriented_normals(xyz, centres[view_index]) if len(xyz) >= 16 else np.zeros((len(xyz), 3)),
-        colours=rgb,
-        point_views=view_index,
+        points=points,
+        normals=oriented_normals(points, centres[point_views]) if len(points) >= 16 else np.zeros((len(points), 3)),
+        colours=cloud.colors[keep],
+        point_views=point_views,
         object_box=box,
         stereo_pairs=sum(1 for n in neighbours if n),
     )
+
+
+def _kept_depth(depth_map: DepthMap, pixel_ids: np.ndarray) -> np.ndarray:
+    """The depth map (h, w) with only the pixels in `pixel_ids` (flat indices) kept, 0 elsewhere."""
+    depth = depth_map.depth
+    kept = np.zeros(depth.numel(), dtype=np.float32)
+    ids = torch.from_numpy(pixel_ids).to(depth.device)
+    kept[pixel_ids] = depth.reshape(-1)[ids].cpu().numpy()
+    return kept.reshape(depth.shape)
 
 
 def _inliers(points: np.ndarray) -> np.ndarray:
@@ -169,16 +171,15 @@ def _inliers(points: np.ndarray) -> np.ndarray:
 def _coarse_hull(
     cameras: list[Camera], masks: list[np.ndarray], check: Callable[[], None]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The box around the silhouettes' common volume (grown by a voxel) and that volume's voxel centres."""
-    low, high = box_seen_by_all(cameras)
+    """The box around everything the silhouettes show, and the voxel centres of their common volume."""
+    low, high = silhouette_box(cameras, masks)
+    check()
     grid = voxel_grid(low, high, HULL_RESOLUTION)
     hull = carve(grid, cameras, [torch.from_numpy(m) for m in masks], 0, "cpu", lambda _: check())
     occupied = hull.values >= 0.5
     if not occupied.any():
         raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
-    low, high = hull.occupied_box(occupied, 0.0)
-    centres = grid.origin + np.argwhere(occupied) * grid.voxel
-    return np.stack([low, high]), centres
+    return np.stack([low, high]), grid.origin + np.argwhere(occupied) * grid.voxel
 
 
 def _depth_range(camera: Camera, hull_points: np.ndarray) -> tuple[float, float]:

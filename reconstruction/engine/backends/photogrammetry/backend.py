@@ -12,6 +12,7 @@ import open3d as o3d
 import torch
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
+from reconstruction.engine.carving import axes_convergence
 from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import transform_points, umeyama
@@ -128,7 +129,7 @@ class PhotogrammetryBackend:
         views = [undistorted(view) for view in views]
         stereo_views = [view.resized(config.mvs_max_image_size) for view in views]
         cams: list[Camera] = [v.camera for v in stereo_views]  # type: ignore[misc]
-        centre = np.median(points, axis=0) if len(points) else _axes_convergence(cams)
+        centre = np.median(points, axis=0) if len(points) else axes_convergence(cams)
         neighbours = select_neighbours(cams, centre, config.neighbours)
         stereo = [StereoImage.build(v.name, v.image, v.mask, v.camera, device) for v in stereo_views]  # type: ignore[arg-type]
 
@@ -283,18 +284,6 @@ def _points_for_known_cameras(
         log.append("alignment too poor to trust; using the cameras' convergence")
         return np.zeros((0, 3))
     return transform_points(transform, sparse.points)
-
-
-def _axes_convergence(cameras: list[Camera]) -> np.ndarray:
-    """The point closest, in least squares, to every camera's optical axis."""
-    a = np.zeros((3, 3))
-    b = np.zeros(3)
-    for camera in cameras:
-        axis = camera.R[2]
-        projector = np.eye(3) - np.outer(axis, axis)
-        a += projector
-        b += projector @ camera.center
-    return np.linalg.lstsq(a, b, rcond=None)[0]
 
 
 def _depth_ranges(cameras: list[Camera], points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:

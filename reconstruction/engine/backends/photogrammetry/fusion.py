@@ -1,4 +1,5 @@
 """Geometric consistency between depth maps and their fusion into one oriented point cloud."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ class PointCloud:
     colors: np.ndarray  # (N, 3) in [0, 1]
     normals: np.ndarray  # (N, 3) unit, facing the camera that saw the point
     view_index: np.ndarray  # (N,) index of the view the point came from
+    # (N,) flat index of the pixel, in its view's depth map, each point came from; None when not known (not from fuse).
+    pixel_index: np.ndarray | None = None
 
 
 def _backproject(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
@@ -95,13 +98,23 @@ def fuse(
     max_pixels: float,
     max_relative_depth: float,
     min_views: int,
+    with_normals: bool = True,
 ) -> PointCloud:
-    """All views' consistent points with colours and normals (facing the camera each point came from)."""
-    all_points, all_colours, all_views = [], [], []
+    """All views' consistent points with colours, normals (facing the camera each point came from) and the view
+    and depth-map pixel each came from.
+
+    `with_normals=False` leaves the normals zero, for callers that drop points first and estimate them after.
+    """
+    all_points, all_colours, all_views, all_pixels = [], [], [], []
     for index in range(len(views)):
         points, pixel_ids = consistent_points(
-            index, views, depths, neighbours[index],
-            max_pixels=max_pixels, max_relative_depth=max_relative_depth, min_views=min_views,
+            index,
+            views,
+            depths,
+            neighbours[index],
+            max_pixels=max_pixels,
+            max_relative_depth=max_relative_depth,
+            min_views=min_views,
         )
         if pixel_ids.numel() == 0:
             continue
@@ -109,14 +122,18 @@ def fuse(
         all_points.append(points.T.cpu().numpy())
         all_colours.append(colours[index].reshape(-1, 3)[ids])
         all_views.append(np.full(len(ids), index))
+        all_pixels.append(ids)
     if not all_points:
         empty = np.zeros((0, 3))
-        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int))
+        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int), np.zeros(0, dtype=int))
     xyz = np.concatenate(all_points).astype(np.float64)
     view_index = np.concatenate(all_views)
-    centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
-    normals = oriented_normals(xyz, centres[view_index])
-    return PointCloud(xyz, np.concatenate(all_colours).astype(np.float64), normals, view_index)
+    normals = np.zeros_like(xyz)
+    if with_normals:
+        centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
+        normals = oriented_normals(xyz, centres[view_index])
+    colours_of_points = np.concatenate(all_colours).astype(np.float64)
+    return PointCloud(xyz, colours_of_points, normals, view_index, np.concatenate(all_pixels))
 
 
 def oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ Poisson, so a plain white patch becomes the hull's surface there instead of a ho
 first slides along its normal onto the field's exact 0.5 crossing (the hull is then as sharp as the masks, not the
 voxel grid), and is left out when a view's stereo saw the surface behind it (a bulge over a concavity).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,16 +34,14 @@ def carved_field(points: np.ndarray, silhouettes: list[tuple[Camera, np.ndarray]
     Pinhole projection: the cameras are those of undistorted views.
     """
     field = torch.ones(len(points), dtype=torch.float32)
+    views = [_as_tensors(camera, mask) for camera, mask in silhouettes]
     for start in range(0, len(points), CHUNK):
         chunk = torch.from_numpy(np.ascontiguousarray(points[start : start + CHUNK], dtype=np.float32))
-        for camera, mask in silhouettes:
-            K, R, t = (torch.as_tensor(a, dtype=torch.float32) for a in (camera.K, camera.R, camera.t))
+        for K, R, t, size, image in views:
             projected = (chunk @ R.T + t) @ K.T
             z = projected[:, 2]
             uv = projected[:, :2] / z.clamp_min(1e-12)[:, None]
-            size = torch.tensor([camera.width, camera.height], dtype=torch.float32)
             seen = (z > 0) & (uv >= 0).all(dim=1) & (uv < size).all(dim=1)
-            image = torch.as_tensor(mask, dtype=torch.float32)[None, None]
             grid = (2 * uv / size - 1)[None, None]
             sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0, 0]
             part = field[start : start + CHUNK]
@@ -50,7 +49,18 @@ def carved_field(points: np.ndarray, silhouettes: list[tuple[Camera, np.ndarray]
     return field.numpy()
 
 
-def hull_fill(cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], bounds: np.ndarray) -> tuple[PointCloud, int]:
+def _as_tensors(
+    camera: Camera, mask: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K, R, t, the image size (width, height) and the mask (1, 1, H, W), as float32 tensors for carved_field."""
+    K, R, t = (torch.as_tensor(a, dtype=torch.float32) for a in (camera.K, camera.R, camera.t))
+    size = torch.tensor([camera.width, camera.height], dtype=torch.float32)
+    return K, R, t, size, torch.as_tensor(mask, dtype=torch.float32)[None, None]
+
+
+def hull_fill(
+    cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], bounds: np.ndarray
+) -> tuple[PointCloud, int]:
     """`cloud` plus hull surface points in its gaps (with outward normals), and how many were added.
 
     `silhouettes` pair each camera with its object coverage (float 0–1, soft edges welcome, or bool), in the order

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from reconstruction.engine.cameras import camera_looking_at, intrinsics
+from reconstruction.engine.carving import axes_convergence, box_seen_by_all, silhouette_box
+from reconstruction.engine.errors import BackendFailed
+
+SIZE = 128
+
+
+def ring_cameras(count=8, distance=3.0, target=(0.0, 0.0, 0.0)):
+    K = intrinsics(150.0, 150.0, SIZE / 2, SIZE / 2)
+    cameras = []
+    for index in range(count):
+        angle = 2 * np.pi * index / count
+        eye = np.asarray(target) + distance * np.array([np.cos(angle), 0.3 + 0.2 * (index % 2), np.sin(angle)])
+        cameras.append(camera_looking_at(f"view_{index}.png", SIZE, SIZE, K, eye, target))
+    return cameras
+
+
+def splat(camera, points):
+    """The object mask of a camera: every pixel one of the object's dense surface points falls in."""
+    mask = np.zeros((SIZE, SIZE), dtype=np.float32)
+    uv, depth = camera.project(points)
+    seen = camera.in_image(uv, depth)
+    mask[uv[seen, 1].astype(int), uv[seen, 0].astype(int)] = 1.0
+    return mask
+
+
+def chair_leg_object():
+    """A ball with a rod hanging below it, the rod thinner than the boxes' coarse voxels (about 0.1 wide)."""
+    rng = np.random.default_rng(0)
+    ball = rng.normal(size=(40_000, 3))
+    ball = 0.4 * ball / np.linalg.norm(ball, axis=1, keepdims=True)
+    height = rng.uniform(-1.0, 0.0, 40_000)
+    angle = rng.uniform(0, 2 * np.pi, 40_000)
+    rod = np.column_stack([0.01 * np.cos(angle), height, 0.01 * np.sin(angle)])
+    return np.concatenate([ball, rod])
+
+
+def test_axes_convergence_finds_the_point_every_camera_looks_at():
+    target = (0.2, -0.1, 0.3)
+    assert np.allclose(axes_convergence(ring_cameras(target=target)), target, atol=1e-9)
+    low, high = box_seen_by_all(ring_cameras(target=target))
+    assert np.allclose((low + high) / 2, target)
+
+
+def test_silhouette_box_keeps_parts_thinner_than_its_voxels():
+    cameras = ring_cameras()
+    points = chair_leg_object()
+    low, high = silhouette_box(cameras, [splat(c, points) for c in cameras])
+    assert low[1] <= -1.0  # the rod's bottom end is inside
+    assert (low <= points.min(axis=0)).all() and (high >= points.max(axis=0)).all()
+    # and the box is still tight: within a few percent of the object's size on every side
+    size = points.max(axis=0) - points.min(axis=0)
+    assert (points.min(axis=0) - low < 0.1 * size.max()).all()
+    assert (high - points.max(axis=0) < 0.1 * size.max()).all()
+
+
+def test_silhouette_box_padding_and_tolerance():
+    cameras = ring_cameras()
+    points = chair_leg_object()
+    masks = [splat(c, points) for c in cameras]
+    low, high = silhouette_box(cameras, masks)
+    padded_low, padded_high = silhouette_box(cameras, masks, padding=0.1)
+    assert np.allclose(padded_high - padded_low, 1.2 * (high - low))
+    # One view that lost the rod cuts it off, unless that view is tolerated.
+    masks[3] = splat(cameras[3], points[points[:, 1] > -0.4])
+    assert silhouette_box(cameras, masks)[0][1] > -0.6
+    assert silhouette_box(cameras, masks, tolerance=1)[0][1] <= -1.0
+
+
+def test_silhouette_box_refuses_masks_that_share_no_volume():
+    cameras = ring_cameras()
+    masks = [splat(c, chair_leg_object()) for c in cameras]
+    masks[0] = np.zeros_like(masks[0])
+    with pytest.raises(BackendFailed, match="share no common volume"):
+        silhouette_box(cameras, masks)
