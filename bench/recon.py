@@ -44,6 +44,7 @@ from reconstruction.engine.metrics import (  # noqa: E402
     compare_meshes,
     load_mesh,
     pose_errors,
+    sample_surface,
 )
 from reconstruction.engine.protocol import MULTI_VIEW, ReconstructionResult  # noqa: E402
 from reconstruction.engine.render import load_scene, render_capture, render_views, turntable_cameras  # noqa: E402
@@ -242,6 +243,28 @@ def view_set(mesh: Path, folder: Path, args: argparse.Namespace, size: int) -> d
     }
 
 
+def seen_share(gt: Any, cameras: list[Any], samples: int) -> float:
+    """Share of `gt`'s surface samples that at least one of `cameras` sees (in frame, not occluded)."""
+    import open3d as o3d
+
+    points, _ = sample_surface(gt, samples, 2)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(gt.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(gt.faces, dtype=np.uint32)),
+    )
+    seen = np.zeros(len(points), dtype=bool)
+    for camera in cameras:
+        offsets = points - camera.center
+        distance = np.linalg.norm(offsets, axis=1)
+        rays = np.concatenate([np.broadcast_to(camera.center, offsets.shape), offsets / distance[:, None]], axis=1)
+        hit = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+        uv, depth = camera.project(points)
+        # The first surface along the ray is the point itself (to within float32 and a crease's neighbour).
+        seen |= camera.in_image(uv, depth) & (hit >= distance * (1 - 1e-3))
+    return float(seen.mean())
+
+
 def score_run(
     result: ReconstructionResult, workdir: Path, views: dict[str, Any], gt: Any, args: argparse.Namespace, align: str
 ) -> dict[str, Any]:
@@ -310,13 +333,15 @@ def bench_object(
         # The scan scored against fresh samples of itself: point-to-point F-scores cannot reach 1 at thresholds
         # near the samples' own spacing, and this is as high as any reconstruction can score here.
         "sampling_ceiling": compare_meshes(gt, gt, samples=args.samples, tau_fractions=TAU_FRACTIONS)["fscore_at"],
+        # Surface no capture view sees (inner walls, hidden parts) caps recall for any image-based method.
+        "seen_share": seen_share(gt, Capture.load(view_sets[args.size]["capture"]).cameras or [], args.samples),
     }
     runs = [(backend, backend, False) for backend in backends]
     # Backends that find their own cameras are also given the images alone, as users upload them.
     runs += [
         (f"{b} (images only)", b, True)
         for b, entry in backends.items()
-        if not entry["capabilities"]["needs_known_cameras"] and b != "visual-hull"
+        if not entry["capabilities"]["needs_known_cameras"] and b != "visual-hull" and not args.skip_images_only
     ]
     for label, backend_name, images_only in runs:
         views = view_sets[CAPTURE_SIZES.get(backend_name, args.size)]
@@ -492,6 +517,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"Sampling ceiling (each scan against fresh samples of itself, {report['capture']['samples']} points, "
             f"F@0.25/0.5/1%): " + "; ".join(ceilings) + ".",
         ]
+    seen = [f"{row['object']} {row['seen_share']:.1%}" for row in report["rows"] if "seen_share" in row]
+    if seen:
+        lines += [
+            "",
+            "Share of each scan's surface that some capture view sees (the rest, inner walls and hidden parts, no "
+            "image-based method can recover, which caps recall): " + "; ".join(seen) + ".",
+        ]
     sfm_rows = [(row["object"], row["pycolmap_sfm"]) for row in report["rows"] if "pycolmap_sfm" in row]
     sfm_rows += [(row["photos"], row["pycolmap_sfm"]) for row in report.get("photo_rows", []) if "pycolmap_sfm" in row]
     if sfm_rows:
@@ -589,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         "--photo-size", type=int, default=1600, help="longest side for the pycolmap reference on photos"
     )
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
+    parser.add_argument(
+        "--skip-images-only", action="store_true", help="run backends with the capture's cameras only, not images alone"
+    )
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
     parser.add_argument(
         "--resume", action="store_true", help="with --keep: reuse runs that finished there (delete one to redo it)"

@@ -74,7 +74,7 @@ class VisualHullParams:
 
 class VisualHullBackend:
     name = "visual-hull"
-    version = "1.0.0"
+    version = "1.1.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=3,

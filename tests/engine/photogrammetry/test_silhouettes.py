@@ -65,3 +65,25 @@ def test_hull_points_in_front_of_a_views_own_stereo_points_are_dropped(monkeypat
     uv_other, z_other = camera.project(refilled.points[refilled.view_index == -1])
     patch = (uv_other[:, 0] >= 40) & (uv_other[:, 0] < 56) & (uv_other[:, 1] >= 40) & (uv_other[:, 1] < 56)
     assert (patch & (z_other < np.linalg.norm(camera.center))).any()
+
+
+def test_scattered_stereo_points_clear_the_bulge_between_them_but_not_beyond(monkeypatch):
+    monkeypatch.setattr(hull_module, "HULL_RESOLUTION", 64)
+    silhouettes = _sphere_silhouettes()
+    camera = silhouettes[0][0]
+    # View 0's stereo saw the concavity behind the near side on every other pixel only (sparse, as on plain texture).
+    rows, cols = np.mgrid[40:57:2, 40:57:2]
+    uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    depth = np.linalg.norm(camera.center) - 0.2 * RADIUS
+    rays = camera.pixel_rays(uv)
+    inside = camera.center + rays * (depth / (rays @ camera.R[2]))[:, None]
+    cloud = PointCloud(inside, np.zeros_like(inside), -rays, np.zeros(len(inside), dtype=int))
+    filled, _ = hull_fill(cloud, silhouettes, BOUNDS)
+    uv_hull, z_hull = camera.project(filled.points[filled.view_index == -1])
+    near_side = z_hull < np.linalg.norm(camera.center)
+
+    def over(low: int, high: int) -> np.ndarray:
+        return ((uv_hull >= low) & (uv_hull < high)).all(axis=1) & near_side
+
+    assert not over(41, 56).any()  # every pixel here has a stereo point within one pixel
+    assert over(60, 72).any()  # three pixels and more away, the hull stays

@@ -152,7 +152,7 @@ class HybridBackend:
     """Coarse photogrammetry from few views, completed by the registered diffusion model where no camera saw."""
 
     name = "hybrid"
-    version = "1.0.0"
+    version = "1.1.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=2,

@@ -25,7 +25,7 @@ class NerfParams(FieldParams):
 
 class NerfBackend:
     name = "nerf"
-    version = "1.1.0"
+    version = "1.2.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,

@@ -41,7 +41,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.2.0"
+    version = "1.3.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )

@@ -1,10 +1,16 @@
 """Silhouette support for surfaces stereo cannot see: where the object has no texture, its masks still bound it.
 
 The carved field (each point's smallest mask coverage, bilinearly sampled, over the views that see it) is
-extracted at its 0.5 level with marching cubes. Its surface points far from any stereo point fill the gaps before
+extracted at its 0.5 level with marching cubes. Its surface points not on a stereo point fill the gaps before
 Poisson, so a plain white patch becomes the hull's surface there instead of a hole or a Poisson bulge. Each one
 first slides along its normal onto the field's exact 0.5 crossing (the hull is then as sharp as the masks, not the
 voxel grid), and is left out when a view's stereo saw the surface behind it (a bulge over a concavity).
+
+The hull stays where stereo is sparse: a hull point is left out only within a voxel of a stereo point (at three
+voxels, sparse stereo on a chair's thin legs took every hull point off them, and Poisson then dropped the legs),
+and the free-space test compares it with the nearest stereo depth in a 3×3 pixel neighbourhood, so a concavity
+seen by scattered stereo points still clears the hull bulging over it. Measured on renders of six scans (24 views,
+512 px), against one pixel and three voxels: F@0.25% +0.01 to +0.05 on every scan, F@1% the same or better.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from reconstruction.engine.cameras import Camera
@@ -20,7 +27,9 @@ from .fusion import PointCloud
 
 HULL_RESOLUTION = 160
 # Hull points closer than this many voxels to a stereo point are left out: stereo is the better witness there.
-GAP_VOXELS = 3.0
+GAP_VOXELS = 1.0
+# A view's stereo depth at a pixel, for the free-space test, is the nearest in this square neighbourhood (pixels).
+FREE_SPACE_NEIGHBOURHOOD = 3
 # Each marching-cubes point searches this many voxels either way along its normal for the field's 0.5 crossing,
 # in steps of REFINE_STEP voxels.
 REFINE_REACH = 1.0
@@ -130,7 +139,8 @@ def _onto_crossing(
 
 
 def _in_free_space(points: np.ndarray, cloud: PointCloud, cameras: list[Camera], margin: float) -> np.ndarray:
-    """Points that a camera sees more than `margin` in front of a stereo point from its own depth map, on one pixel.
+    """Points that a camera sees more than `margin` in front of every stereo point of its own depth map within a
+    FREE_SPACE_NEIGHBOURHOOD square of pixels (and there is one).
 
     The hull bulges over concavities no silhouette reveals; where a view's stereo saw the surface behind such a
     bulge, its line of sight crosses the bulge, which is therefore empty space, not surface. Only a view's own
@@ -145,6 +155,9 @@ def _in_free_space(points: np.ndarray, cloud: PointCloud, cameras: list[Camera],
         uv, z = camera.project(own)
         seen = camera.in_image(uv, z)
         np.minimum.at(nearest, _pixel_index(camera, uv[seen]), z[seen])
+        nearest = ndimage.minimum_filter(
+            nearest.reshape(camera.height, camera.width), size=FREE_SPACE_NEIGHBOURHOOD, mode="nearest"
+        ).reshape(-1)
         uv, z = camera.project(points)
         seen = np.flatnonzero(camera.in_image(uv, z))
         behind = nearest[_pixel_index(camera, uv[seen])]

@@ -55,7 +55,7 @@ class SdfParams(FieldParams):
 
 class SdfBackend:
     name = "sdf"
-    version = "1.2.0"
+    version = "1.3.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,
