@@ -46,10 +46,12 @@ class VisualHullParams:
             "maximum": 8,
         },
     )
+    # The object box already holds every voxel the silhouettes may reach; a margin only coarsens the grid.
     padding: float = field(
-        default=0.05,
+        default=0.0,
         metadata={
-            "description": "Margin around the coarse hull, as a fraction of its size.",
+            "description": "Margin around the object box (which already holds the whole silhouette hull), as a "
+            "fraction of its size.",
             "minimum": 0.0,
             "maximum": 1.0,
         },
