@@ -309,6 +309,7 @@ def _fit(
         "watertight": watertight,
         "texture_size": config.texture_size,
         "texture_coverage": round(textured.coverage, 4),
+        "uv_atlas": textured.atlas,
         "bake_s": round(bake_s, 3),
         "views": capture.num_views,
         "masks": capture.masks is not None,
@@ -334,7 +335,9 @@ def _object_box(
     cameras = capture.cameras
     if capture.masks is not None:
         silhouettes = [capture.load_mask(i) for i in range(capture.num_views)]
-        low, high = silhouette_box(cameras, silhouettes, padding=0.1)
+        # The box already holds the whole silhouette hull; the margin leaves the field room around it, and no
+        # more, since every voxel of margin is resolution lost (the grid's size is fixed in voxels).
+        low, high = silhouette_box(cameras, silhouettes, padding=0.05)
         check()
         masks = [torch.from_numpy(mask).to(device) for mask in silhouettes]
         hull = carve(voxel_grid(low, high, HULL_RESOLUTION), cameras, masks, 0, device, lambda _: check())

@@ -1,13 +1,16 @@
 """UV unwrapping with xatlas when a mesh has no usable UVs, and the texel-density report for any UVs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import xatlas
+
+from reconstruction.engine.uv_atlas import AtlasFailed, chart_atlas
 
 from . import surface
 from .asset import Asset
+from .errors import PostprocessError
 
 
 @dataclass(frozen=True)
@@ -63,28 +66,23 @@ def texel_density(asset: Asset, texture_size: int) -> dict[str, float | int | No
 
 def unwrap(asset: Asset, options: UnwrapOptions = UnwrapOptions()) -> tuple[Asset, dict[str, object]]:
     """New UVs from xatlas: vertices are split along chart seams; charts packed into one square atlas."""
-    atlas = xatlas.Atlas()
-    normals = asset.normals if asset.normals is not None else surface.smooth_vertex_normals(asset.positions, asset.faces)
-    atlas.add_mesh(
-        np.ascontiguousarray(asset.positions, dtype=np.float32),
-        np.ascontiguousarray(asset.faces, dtype=np.uint32),
-        np.ascontiguousarray(normals, dtype=np.float32),
+    normals = (
+        asset.normals if asset.normals is not None else surface.smooth_vertex_normals(asset.positions, asset.faces)
     )
-    pack = xatlas.PackOptions()
-    pack.resolution = int(options.texture_size)
-    pack.padding = int(options.padding_px)
-    pack.bilinear = True
-    atlas.generate(xatlas.ChartOptions(), pack)
-    vertex_source, faces, uvs = atlas[0]
-    unwrapped = asset.with_geometry(asset.positions[vertex_source], faces.astype(np.int64), vertex_source.astype(np.int64), asset.face_materials)
-    unwrapped = unwrapped.replace(
-        uvs=np.asarray(uvs, dtype=np.float64),
-        normals=normals[vertex_source],
+    try:
+        atlas = chart_atlas(
+            asset.positions, asset.faces, normals, texture_size=options.texture_size, padding_px=options.padding_px
+        )
+    except AtlasFailed as exc:
+        raise PostprocessError(f"UV unwrapping failed: {exc}.") from exc
+    unwrapped = asset.with_geometry(
+        asset.positions[atlas.vertex_source], atlas.faces, atlas.vertex_source, asset.face_materials
     )
+    unwrapped = unwrapped.replace(uvs=atlas.uvs, normals=normals[atlas.vertex_source])
     report = {
-        "charts": int(atlas.chart_count),
-        "atlases": int(atlas.atlas_count),
-        "utilization": float(np.mean(atlas.utilization)),
+        "charts": atlas.charts,
+        "atlases": atlas.atlases,
+        "utilization": atlas.utilization,
         "vertices_before": asset.vertex_count,
         "vertices_after": unwrapped.vertex_count,
         "texel_density": texel_density(unwrapped, options.texture_size),

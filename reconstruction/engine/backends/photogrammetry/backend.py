@@ -197,6 +197,7 @@ class PhotogrammetryBackend:
         textured.texture.save(texture_path)
         mesh_path = write_glb(textured, workdir / "mesh.glb", "photogrammetry")
         metrics["texture_coverage"] = round(textured.coverage, 4)
+        metrics["uv_atlas"] = textured.atlas
         timings["texture"] = time.perf_counter() - started
         progress("texture", 1.0, "textured mesh written")
 

@@ -1,0 +1,136 @@
+"""Mapping runs that must agree: what counts as agreement, and which run the permissive attempt keeps."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+# isort: off
+import PIL.Image  # noqa: F401 -- Pillow before pycolmap (see photogrammetry/sfm.py on zlib)
+import pycolmap
+# isort: on
+
+from reconstruction.engine.backends.photogrammetry import sfm
+from reconstruction.engine.backends.photogrammetry.merging import SfmModel
+from reconstruction.engine.backends.photogrammetry.sfm import WIDE_BASELINE_ATTEMPT, runs_agree
+from reconstruction.engine.backends.photogrammetry.views import View
+from reconstruction.engine.cameras import Camera
+from reconstruction.engine.errors import BackendFailed
+
+from .scenes import orbit_cameras
+
+
+def _model(cameras: list[Camera]) -> SfmModel:
+    return SfmModel({camera.image_name: camera for camera in cameras}, np.zeros((0, 3)), [])
+
+
+def _in_other_frame(camera: Camera, rotation: np.ndarray, scale: float, offset: np.ndarray) -> Camera:
+    """The same camera in a world frame moved by x' = scale · rotation · x + offset (as another run would give it)."""
+    R = camera.R @ rotation.T
+    return Camera(camera.image_name, camera.width, camera.height, camera.K, R, scale * camera.t - R @ offset)
+
+
+def _turned(camera: Camera, degrees: float) -> Camera:
+    """The camera at the same place, looking elsewhere (turned about its own y axis)."""
+    R = Rotation.from_euler("y", degrees, degrees=True).as_matrix() @ camera.R
+    return Camera(camera.image_name, camera.width, camera.height, camera.K, R, -R @ camera.center)
+
+
+CAMERAS = orbit_cameras(12, 64)
+ROTATION = Rotation.from_euler("xyz", (20, -35, 70), degrees=True).as_matrix()
+ANOTHER_FRAME = [_in_other_frame(c, ROTATION, 2.5, np.array([1.0, -2.0, 0.5])) for c in CAMERAS]
+
+
+def test_the_same_cameras_in_another_frame_agree():
+    assert runs_agree(_model(CAMERAS), _model(ANOTHER_FRAME))
+
+
+def test_a_camera_turned_by_more_than_the_tolerance_breaks_agreement():
+    slightly, badly = list(ANOTHER_FRAME), list(ANOTHER_FRAME)
+    slightly[3] = _turned(slightly[3], 5.0)
+    badly[3] = _turned(badly[3], 20.0)
+    assert runs_agree(_model(CAMERAS), _model(slightly))
+    assert not runs_agree(_model(CAMERAS), _model(badly))
+
+
+def test_cameras_placed_in_mirror_image_do_not_agree():
+    # A symmetric object matched to its mirror image: each camera lands at its reflection across a plane.
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    mirrored = [Camera(c.image_name, c.width, c.height, c.K, mirror @ c.R @ mirror, mirror @ c.t) for c in CAMERAS]
+    assert not runs_agree(_model(CAMERAS), _model(mirrored))
+
+
+def test_a_partial_run_confirms_what_it_shares_but_too_few_shared_cameras_or_no_model_do_not():
+    assert runs_agree(_model(CAMERAS), _model(ANOTHER_FRAME[:6]))  # a partial run confirms what it shares
+    assert not runs_agree(_model(CAMERAS[:10]), _model(ANOTHER_FRAME[4:]))  # 6 of 8: a quarter unconfirmed
+    assert not runs_agree(_model(CAMERAS[:2]), _model(ANOTHER_FRAME[:2]))
+    assert not runs_agree(None, _model(CAMERAS))
+
+
+def _scripted_mapping(monkeypatch, models: list[SfmModel | None]) -> list[int]:
+    """Makes each incremental mapping run give the next of `models`; returns the random seeds the runs used."""
+    seeds: list[int] = []
+    script = iter(models)
+
+    def incremental_mapping(database, image_dir, models_dir, options):
+        seeds.append(options.random_seed)
+        return {}
+
+    monkeypatch.setattr(pycolmap, "incremental_mapping", incremental_mapping)
+    monkeypatch.setattr(sfm, "_joined", lambda reconstructions, by_name: next(script))
+    return seeds
+
+
+def _map(tmp_path, attempt: sfm.Attempt) -> sfm._Outcome:
+    by_name = {c.image_name: c.image_name for c in CAMERAS}
+    return sfm._map(attempt, tmp_path, tmp_path / "database.db", tmp_path, by_name, lambda: False)
+
+
+def test_the_permissive_attempt_keeps_a_model_only_once_a_second_run_confirms_it(monkeypatch, tmp_path):
+    wrong = _model([_turned(c, 40.0 * (i % 2)) for i, c in enumerate(CAMERAS)])
+    seeds = _scripted_mapping(monkeypatch, [wrong, _model(CAMERAS), _model(ANOTHER_FRAME), wrong])
+    outcome = _map(tmp_path, WIDE_BASELINE_ATTEMPT)
+    assert outcome.registered == len(CAMERAS)
+    assert outcome.model is not None and runs_agree(outcome.model, _model(CAMERAS))
+    assert not outcome.unconfirmed
+    assert seeds == [0, 1, 2]  # each run its own seed; the third confirmed the second, so no fourth
+
+
+def test_the_permissive_attempt_gives_no_model_when_no_two_runs_agree(monkeypatch, tmp_path):
+    runs = [_model([_turned(c, 40.0 * run) for c in CAMERAS]) for run in range(WIDE_BASELINE_ATTEMPT.mapping_runs)]
+    _scripted_mapping(monkeypatch, runs)
+    outcome = _map(tmp_path, WIDE_BASELINE_ATTEMPT)
+    assert outcome.model is None and outcome.registered == 0
+    assert outcome.unconfirmed
+
+
+def test_an_attempt_without_agreement_keeps_its_first_complete_run(monkeypatch, tmp_path):
+    lone = _model([_turned(c, 40.0) for c in CAMERAS])
+    seeds = _scripted_mapping(monkeypatch, [lone])
+    outcome = _map(tmp_path, dataclasses.replace(WIDE_BASELINE_ATTEMPT, require_agreement=False))
+    assert outcome.model is lone
+    assert seeds == [-1]  # COLMAP's own seeding where no agreement is asked for
+
+
+def test_a_failure_says_when_the_permissive_attempt_found_only_disagreeing_models(monkeypatch, tmp_path):
+    def mapping(attempt, attempt_dir, database, image_dir, by_name, cancel):
+        return sfm._Outcome(attempt, database, [], None, unconfirmed=attempt.require_agreement)
+
+    monkeypatch.setattr(sfm, "_map", mapping)
+    pixels = np.random.default_rng(0).random((96, 96, 3), dtype=np.float32)
+    with pytest.raises(BackendFailed) as error:
+        sfm.structure_from_motion(
+            [View(f"view_{i}.png", pixels) for i in range(3)],
+            tmp_path / "sfm",
+            tmp_path / "sparse",
+            max_image_size=256,
+            exhaustive_max_images=50,
+            focal_length_prior=1.2,
+            cancel=lambda: False,
+            wide_baseline_retry=True,
+        )
+    assert error.value.message.endswith(
+        "The wide-baseline attempt placed the images differently on every run, so none was kept: the matches are"
+        " ambiguous (a symmetric or repetitive object?)."
+    )
