@@ -1,5 +1,6 @@
 """Hull fill: the silhouettes' surface lands on the object to a fraction of a pixel, and bulges that a view's
 stereo points show to be empty space are left out."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +28,15 @@ def _empty() -> PointCloud:
 BOUNDS = np.array([[-0.6] * 3, [0.6] * 3])
 
 
+def _seen_behind_the_near_side(camera, rows: np.ndarray, cols: np.ndarray, view: int = 0) -> PointCloud:
+    """Stereo points of `view` at these pixels, well inside the sphere behind its near side (a concavity)."""
+    uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    depth = np.linalg.norm(camera.center) - 0.2 * RADIUS
+    rays = camera.pixel_rays(uv)
+    inside = camera.center + rays * (depth / (rays @ camera.R[2]))[:, None]
+    return PointCloud(inside, np.zeros_like(inside), -rays, np.full(len(inside), view))
+
+
 def test_hull_points_sit_on_the_sphere_to_a_fraction_of_a_pixel(monkeypatch):
     monkeypatch.setattr(hull_module, "HULL_RESOLUTION", 80)  # voxels of about a pixel, and a quick test
     silhouettes = _sphere_silhouettes(24, 128)
@@ -48,11 +58,7 @@ def test_hull_points_in_front_of_a_views_own_stereo_points_are_dropped(monkeypat
     camera = silhouettes[0][0]
     # Pretend view 0's stereo saw a surface well inside the sphere, behind its near side (a concavity).
     rows, cols = np.mgrid[40:56, 40:56]
-    uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
-    depth = np.linalg.norm(camera.center) - 0.2 * RADIUS
-    rays = camera.pixel_rays(uv)
-    inside = camera.center + rays * (depth / (rays @ camera.R[2]))[:, None]
-    cloud = PointCloud(inside, np.zeros_like(inside), -rays, np.zeros(len(inside), dtype=int))
+    cloud = _seen_behind_the_near_side(camera, rows, cols)
     filled, _ = hull_fill(cloud, silhouettes, BOUNDS)
     hull = filled.points[filled.view_index == -1]
     uv_hull, z_hull = camera.project(hull)
@@ -60,7 +66,7 @@ def test_hull_points_in_front_of_a_views_own_stereo_points_are_dropped(monkeypat
     near_side = z_hull < np.linalg.norm(camera.center)
     assert not (over_patch & near_side).any()
     # The same points claimed by another view (which did not see them) carve nothing.
-    other = PointCloud(inside, np.zeros_like(inside), -rays, np.full(len(inside), 1))
+    other = _seen_behind_the_near_side(camera, rows, cols, view=1)
     refilled, _ = hull_fill(other, silhouettes, BOUNDS)
     uv_other, z_other = camera.project(refilled.points[refilled.view_index == -1])
     patch = (uv_other[:, 0] >= 40) & (uv_other[:, 0] < 56) & (uv_other[:, 1] >= 40) & (uv_other[:, 1] < 56)
@@ -72,12 +78,7 @@ def test_scattered_stereo_points_clear_the_bulge_between_them_but_not_beyond(mon
     silhouettes = _sphere_silhouettes()
     camera = silhouettes[0][0]
     # View 0's stereo saw the concavity behind the near side on every other pixel only (sparse, as on plain texture).
-    rows, cols = np.mgrid[40:57:2, 40:57:2]
-    uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
-    depth = np.linalg.norm(camera.center) - 0.2 * RADIUS
-    rays = camera.pixel_rays(uv)
-    inside = camera.center + rays * (depth / (rays @ camera.R[2]))[:, None]
-    cloud = PointCloud(inside, np.zeros_like(inside), -rays, np.zeros(len(inside), dtype=int))
+    cloud = _seen_behind_the_near_side(camera, *np.mgrid[40:57:2, 40:57:2])
     filled, _ = hull_fill(cloud, silhouettes, BOUNDS)
     uv_hull, z_hull = camera.project(filled.points[filled.view_index == -1])
     near_side = z_hull < np.linalg.norm(camera.center)
