@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconstruction.engine import cli
+from reconstruction.engine.backends.visual_hull import VisualHullBackend
 from reconstruction.engine.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def test_module_entry_lists_backends():
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "visual-hull 1.0.0: inputs multi_view; views ≥3; CPU" in done.stdout
+    assert f"visual-hull {VisualHullBackend.version}: inputs multi_view; views ≥3; CPU" in done.stdout
 
 
 @pytest.mark.slow
