@@ -51,7 +51,7 @@ def chart_atlas(
     with tempfile.TemporaryDirectory(prefix="assay-atlas-") as folder:
         request, answer = Path(folder) / "mesh.npz", Path(folder) / "atlas.npz"
         arrays: dict[str, np.ndarray] = {
-            "positions": np.asarray(positions, np.float32),
+            "positions": _unit_size(np.asarray(positions, np.float64)),
             "faces": np.asarray(faces, np.uint32),
             "texture_size": np.array(texture_size),
             "padding_px": np.array(padding_px),
@@ -75,6 +75,16 @@ def chart_atlas(
                 atlases=int(result["atlases"]),
                 utilization=float(result["utilization"]),
             )
+
+
+def _unit_size(positions: np.ndarray) -> np.ndarray:
+    """The mesh centred and scaled to a unit bounding-box diagonal. Charts do not depend on scale, but xatlas's
+    packing does: a 4 cm avocado in metres came back with its charts covering 3% of the atlas (62% at unit size)."""
+    if not len(positions):
+        return positions.astype(np.float32)
+    low, high = positions.min(axis=0), positions.max(axis=0)
+    diagonal = float(np.linalg.norm(high - low)) or 1.0
+    return ((positions - (low + high) / 2) / diagonal).astype(np.float32)
 
 
 def _exit_reason(returncode: int, stderr: str) -> str:

@@ -60,3 +60,18 @@ def test_the_baker_falls_back_to_one_slot_per_triangle(crashing_xatlas):
 def test_unwrapping_reports_the_failure_to_the_submitter(crashing_xatlas):
     with pytest.raises(PostprocessError, match="UV unwrapping failed: xatlas failed on 1280 triangles"):
         uv.unwrap(sphere())
+
+
+def _uv_area(atlas) -> float:
+    corners = atlas.uvs[atlas.faces]
+    edges = corners[:, 1:] - corners[:, :1]
+    return float(np.abs(edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]).sum() / 2)
+
+
+def test_a_small_object_in_metres_fills_the_atlas_as_well_as_a_large_one():
+    bumpy = trimesh.creation.icosphere(subdivisions=4)
+    bumpy.vertices *= 1 + 0.1 * np.sin(5 * bumpy.vertices[:, :1]) * np.cos(3 * bumpy.vertices[:, 1:2])
+    large = chart_atlas(bumpy.vertices * 2.0, bumpy.faces, texture_size=1024)
+    small = chart_atlas(bumpy.vertices * 0.02, bumpy.faces, texture_size=1024)  # a 4 cm object
+    assert _uv_area(large) > 0.5
+    assert abs(_uv_area(small) - _uv_area(large)) < 0.05
