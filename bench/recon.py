@@ -336,13 +336,14 @@ def bench_object(
         # Surface no capture view sees (inner walls, hidden parts) caps recall for any image-based method.
         "seen_share": seen_share(gt, Capture.load(view_sets[args.size]["capture"]).cameras or [], args.samples),
     }
-    runs = [(backend, backend, False) for backend in backends]
+    runs = [(backend, backend, False) for backend in backends] if args.runs != "images-only" else []
     # Backends that find their own cameras are also given the images alone, as users upload them.
-    runs += [
-        (f"{b} (images only)", b, True)
-        for b, entry in backends.items()
-        if not entry["capabilities"]["needs_known_cameras"] and b != "visual-hull" and not args.skip_images_only
-    ]
+    if args.runs != "known-cameras":
+        runs += [
+            (f"{b} (images only)", b, True)
+            for b, entry in backends.items()
+            if not entry["capabilities"]["needs_known_cameras"] and b != "visual-hull"
+        ]
     for label, backend_name, images_only in runs:
         views = view_sets[CAPTURE_SIZES.get(backend_name, args.size)]
         workdir = folder / label.replace(" ", "_").replace("(", "").replace(")", "")
@@ -622,7 +623,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-sfm", action="store_true", help="do not run the pycolmap SfM reference")
     parser.add_argument(
-        "--skip-images-only", action="store_true", help="run backends with the capture's cameras only, not images alone"
+        "--runs",
+        choices=["both", "known-cameras", "images-only"],
+        default="both",
+        help="backends given the capture's cameras, the images alone (those that find their own cameras), or both",
     )
     parser.add_argument("--keep", type=Path, help="keep captures and outputs in this folder")
     parser.add_argument(
