@@ -120,8 +120,7 @@ def silhouette_box(
 
 def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray], tolerance: int) -> np.ndarray:
     """Voxels whose projection reaches an object pixel in all but at most `tolerance` views."""
-    axes = [grid.origin[k] + grid.voxel * np.arange(n) for k, n in enumerate(grid.shape)]
-    centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    centres = grid.centres("cpu").numpy()
     reach = grid.voxel * math.sqrt(3) / 2  # a voxel's circumscribed radius
     misses = np.zeros(len(centres), dtype=np.int32)
     for camera, gap in zip(cameras, gaps, strict=True):
