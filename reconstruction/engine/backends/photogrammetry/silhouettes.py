@@ -10,7 +10,7 @@ The hull stays where stereo is sparse: a hull point is left out only within a vo
 voxels, sparse stereo on a chair's thin legs took every hull point off them, and Poisson then dropped the legs),
 and the free-space test compares it with the nearest stereo depth in a 3×3 pixel neighbourhood, so a concavity
 seen by scattered stereo points still clears the hull bulging over it. Measured on renders of six scans (24 views,
-512 px), against one pixel and three voxels: F@0.25% +0.01 to +0.05 on every scan, F@1% the same or better.
+512 px), against one pixel and three voxels: F@0.25% +0.01 to +0.06 on every scan, F@1% within 0.01.
 """
 
 from __future__ import annotations
