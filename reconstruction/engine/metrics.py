@@ -51,10 +51,31 @@ def nearest_distances(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarra
     return distances, indices
 
 
-def chamfer(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """accuracy: mean distance pred→gt; completeness: mean gt→pred; chamfer: their mean (L1, not squared)."""
-    accuracy = float(nearest_distances(pred, gt)[0].mean())
-    completeness = float(nearest_distances(gt, pred)[0].mean())
+def surface_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """For each point: distance to the nearest point of the mesh's surface, and the face that point lies on.
+
+    Exact, unlike distances to a sampling of the surface, which add the sample spacing: at 100k samples that alone
+    held a scan's F-score against itself to 0.79–0.90 at 0.25% of the diagonal."""
+    import open3d as o3d
+
+    if len(points) == 0 or len(mesh.faces) == 0:
+        raise MetricError("Surface distances need points and a mesh with triangles.")
+    centre = mesh.bounds.mean(axis=0)  # float32 (Open3D's BVH) is then exact to ~1e-7 of the mesh's own extent
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.ascontiguousarray(mesh.vertices - centre, dtype=np.float32)),
+        o3d.core.Tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+    )
+    local = np.asarray(points, dtype=np.float64) - centre
+    closest = scene.compute_closest_points(o3d.core.Tensor(local.astype(np.float32)))
+    distances = np.linalg.norm(local - closest["points"].numpy(), axis=1)
+    return distances, closest["primitive_ids"].numpy().astype(np.int64)
+
+
+def chamfer_from_distances(to_gt: np.ndarray, to_pred: np.ndarray) -> dict[str, float]:
+    """Chamfer terms from each prediction point's distance to the ground truth and each ground-truth point's to the
+    prediction."""
+    accuracy, completeness = float(to_gt.mean()), float(to_pred.mean())
     return {"chamfer": (accuracy + completeness) / 2, "accuracy": accuracy, "completeness": completeness}
 
 
@@ -62,19 +83,22 @@ def fscore(pred: np.ndarray, gt: np.ndarray, tau: float) -> dict[str, float]:
     """precision: share of pred points within τ of gt; recall: share of gt within τ of pred; F = 2PR/(P+R)."""
     if tau <= 0:
         raise MetricError("The F-score threshold must be positive.")
-    precision = float((nearest_distances(pred, gt)[0] <= tau).mean())
-    recall = float((nearest_distances(gt, pred)[0] <= tau).mean())
+    return fscore_from_distances(nearest_distances(pred, gt)[0], nearest_distances(gt, pred)[0], tau)
+
+
+def fscore_from_distances(to_gt: np.ndarray, to_pred: np.ndarray, tau: float) -> dict[str, float]:
+    """F-score at τ from the distances of chamfer_from_distances."""
+    if tau <= 0:
+        raise MetricError("The F-score threshold must be positive.")
+    precision = float((to_gt <= tau).mean())
+    recall = float((to_pred <= tau).mean())
     f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return {"precision": precision, "recall": recall, "fscore": f, "tau": tau}
 
 
-def normal_consistency(pred: np.ndarray, pred_normals: np.ndarray, gt: np.ndarray, gt_normals: np.ndarray) -> float:
-    """Mean |cos| between each point's normal and its nearest neighbour's in the other set, both ways averaged."""
-    _, to_gt = nearest_distances(pred, gt)
-    _, to_pred = nearest_distances(gt, pred)
-    forward = np.abs(np.sum(pred_normals * gt_normals[to_gt], axis=1)).mean()
-    backward = np.abs(np.sum(gt_normals * pred_normals[to_pred], axis=1)).mean()
-    return float((forward + backward) / 2)
+def mean_abs_cosine(normals: np.ndarray, other: np.ndarray) -> float:
+    """Mean |cos| between paired unit normals (N, 3): 1 where the surfaces agree in orientation, either way round."""
+    return float(np.abs(np.sum(normals * other, axis=1)).mean())
 
 
 def volume_iou(a: trimesh.Trimesh, b: trimesh.Trimesh, samples: int = 100_000, seed: int = 0) -> float:
@@ -289,6 +313,9 @@ def compare_meshes(
 ) -> dict[str, Any]:
     """Chamfer, F-score@τ (1% of the GT diagonal by default) and normal consistency; IoU where both are watertight.
 
+    Samples of each surface are measured against the other surface itself (surface_distances), so a mesh compared
+    with itself scores F = 1 at any τ.
+
     alignment: 'none' (same frame, e.g. known cameras) or 'icp' (similarity ICP, for unknown poses).
     tau_fractions: more F-score thresholds as fractions of the diagonal, reported under "fscore_at" by percent.
     """
@@ -308,14 +335,20 @@ def compare_meshes(
         report["alignment_rms"] = rms
     elif alignment != "none":
         raise MetricError(f"alignment must be 'none' or 'icp', not {alignment!r}")
-    report.update(chamfer(pred_points, gt_points))
+    to_gt, gt_faces = surface_distances(pred_points, gt)
+    to_pred, pred_faces = surface_distances(gt_points, pred)
+    report.update(chamfer_from_distances(to_gt, to_pred))
     report["chamfer_relative"] = report["chamfer"] / diagonal
-    report.update(fscore(pred_points, gt_points, tau))
+    report.update(fscore_from_distances(to_gt, to_pred, tau))
     report["fscore_at"] = {
-        f"{fraction * 100:g}%": fscore(pred_points, gt_points, fraction * diagonal)["fscore"]
+        f"{fraction * 100:g}%": fscore_from_distances(to_gt, to_pred, fraction * diagonal)["fscore"]
         for fraction in tau_fractions
     }
-    report["normal_consistency"] = normal_consistency(pred_points, pred_normals, gt_points, gt_normals)
+    # Each sample's normal against the normal of the face nearest to it on the other surface, both ways averaged.
+    report["normal_consistency"] = (
+        mean_abs_cosine(pred_normals, gt.face_normals[gt_faces])
+        + mean_abs_cosine(gt_normals, pred.face_normals[pred_faces])
+    ) / 2
     if pred.is_watertight and gt.is_watertight:
         report["volume_iou"] = volume_iou(pred, gt, seed=seed)
     else:
