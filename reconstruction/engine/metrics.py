@@ -63,11 +63,11 @@ def surface_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> tuple[np.nda
     centre = mesh.bounds.mean(axis=0)  # float32 (Open3D's BVH) is then exact to ~1e-7 of the mesh's own extent
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
-        o3d.core.Tensor(np.ascontiguousarray(mesh.vertices - centre, dtype=np.float32)),
-        o3d.core.Tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+        o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.vertices - centre, dtype=np.float32)),
+        o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
     )
     local = np.asarray(points, dtype=np.float64) - centre
-    closest = scene.compute_closest_points(o3d.core.Tensor(local.astype(np.float32)))
+    closest = scene.compute_closest_points(o3d.core.Tensor.from_numpy(local.astype(np.float32)))
     distances = np.linalg.norm(local - closest["points"].numpy(), axis=1)
     return distances, closest["primitive_ids"].numpy().astype(np.int64)
 
