@@ -167,6 +167,7 @@ def _fit(
         grown = start_resolution == resolution
         history: list[float] = []
         val_psnr = float("nan")
+        next_tenth = 1
         iteration = 0
         psnr = float("nan")
         for iteration in range(1, config.iterations + 1):
@@ -227,8 +228,10 @@ def _fit(
             history.append(float(loss.detach()))
             if iteration % 100 == 0:
                 occupancy = _occupancy(model, hull_grid)
-            if iteration % max(1, config.iterations // 10) == 0 and validation is not None:
+            tenths = int(fraction * 10 + 1e-9)  # validated each tenth of the run, whether count or time ends it
+            if tenths >= next_tenth and validation is not None:
                 val_psnr = _validation_psnr(model, occupancy, capture, validation, config, background)
+                next_tenth = tenths + 1
             if iteration % 10 == 0 or iteration == 1:
                 val = f", validation {val_psnr:.2f} dB" if validation is not None and math.isfinite(val_psnr) else ""
                 progress(

@@ -23,6 +23,16 @@ REGULARISED_VOXELS = 8192  # random grid points per iteration for the eikonal an
 
 @dataclass
 class SdfParams(FieldParams):
+    # The time budget, not a count, ends training: 3000 iterations at resolution 128 took a third of the default
+    # 10 minutes, and spot trained on to 9,679 iterations in them (F@0.25% 0.94).
+    iterations: int = field(
+        default=200_000,
+        metadata={
+            "description": "Training iterations at most; the time budget usually ends training first.",
+            "minimum": 1,
+            "maximum": 1_000_000,
+        },
+    )
     learning_rate: float = field(
         default=0.05, metadata={"description": "Adam step size of the grids.", "minimum": 1e-5, "maximum": 10.0}
     )
