@@ -65,7 +65,7 @@ class SdfParams(FieldParams):
 
 class SdfBackend:
     name = "sdf"
-    version = "1.3.0"
+    version = "1.4.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,
