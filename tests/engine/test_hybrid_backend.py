@@ -306,6 +306,8 @@ def test_end_to_end_with_a_registered_checkpoint(sphere_capture, tmp_path, monke
     assert metrics["fused_points"] > 500 and metrics["stereo_views"] == 8
     assert 0.0 <= metrics["generated_fraction"] <= 1.0 and 0.0 <= metrics["confidence"] <= 1.0
     assert metrics["known_voxels"]["occupied"] > 0 and metrics["known_voxels"]["empty"] > 0
+    repair = metrics["silhouette_repair"]
+    assert repair["coverage_after"] >= repair["coverage_before"] and repair["coverage_after"] > 0.99
 
     mesh = load_mesh(result.mesh_path)
     assert mesh.visual.kind == "vertex"
@@ -330,3 +332,75 @@ def test_known_cells_do_not_bleed_into_the_upsampled_completion():
     volume[generated] = 0.8  # the model's cells; the others are known empty
     fine = _upsample_generated(volume, generated, (8, 8, 8))
     assert np.allclose(fine[:, :, :4], 0.8)  # plain trilinear would fade to 0.6 and 0.2 at the edge
+
+
+def test_silhouette_repair_restores_a_leg_the_model_carved_away(tmp_path):
+    """A slab on one thin corner leg, seen by four views with no stereo: a completion that keeps the slab and drops
+    the leg leaves the leg's mask pixels uncovered; the repair gives the leg back and leaves every known voxel as it
+    was."""
+    from reconstruction.engine.backends.hybrid.silhouette import restore_silhouettes
+    from reconstruction.engine.render import render_capture
+
+    slab = trimesh.creation.box(bounds=[[-0.1, 0.0, -0.1], [0.1, 0.05, 0.1]])
+    leg = trimesh.creation.box(bounds=[[-0.1, -0.12, -0.1], [-0.075, 0.0, -0.075]])
+    trimesh.util.concatenate([slab, leg]).export(tmp_path / "table.glb")
+    capture = Capture.load(render_capture(tmp_path / "table.glb", tmp_path / "capture", views=4, size=96))
+    cameras = capture.cameras
+    observation = Observation(
+        cameras=cameras,
+        images=[capture.load_image(i) for i in range(capture.num_views)],
+        masks=[capture.load_mask(i) for i in range(capture.num_views)],
+        stereo_cameras=[],
+        depths=[],
+        points=np.zeros((0, 3)),
+        normals=np.zeros((0, 3)),
+        colours=np.zeros((0, 3)),
+        point_views=np.zeros(0, dtype=int),
+        object_box=np.array([[-0.1, -0.12, -0.1], [0.1, 0.05, 0.1]]),
+        stereo_pairs=0,
+    )
+    reference = observation.reference_view()
+    frame = frame_for(
+        cameras[reference], observation.masks[reference], resolution=32, depth_bins=32, centre_hint=(0, -0.035, 0)
+    )
+    labels = classify(frame, observation)
+    labels.reshape(-1)[np.flatnonzero(labels.reshape(-1) == UNKNOWN)[::7]] = OCCUPIED  # some known voxels
+    in_slab = mesh_occupancy(frame, slab) > 0
+    in_leg = mesh_occupancy(frame, leg) > 0
+    hull = labels != EMPTY
+    volume = np.where(labels == OCCUPIED, 1.0, 0.0).astype(np.float32)
+    volume[hull & in_slab & (labels == UNKNOWN)] = 0.9
+    volume[hull & in_leg & (labels == UNKNOWN)] = 0.25  # the model doubted the leg and carved it
+
+    repaired, repair = restore_silhouettes(frame, observation, labels, volume)
+    assert repair.coverage_before < 0.99 and repair.coverage_after == 1.0
+    assert repair.restored_voxels == int(((repaired >= 0.5) & ~(volume >= 0.5)).sum()) > 0
+    known = labels != UNKNOWN
+    assert np.array_equal(repaired[known], volume[known])
+    restored = (repaired >= 0.5) & (volume < 0.5)
+    # Where the leg stands clear of the slab in every view, all of it is given back.
+    low = frame.world_points()[..., 1] < -0.05
+    assert restored[in_leg & low & (labels == UNKNOWN)].mean() > 0.8
+    # By default a ray gets its whole hull segment back; with a threshold tried first, the voxels the model believed
+    # in (the leg at 0.25) come back rather than the hull's phantom matter at 0 on the same rays.
+    preferred, _ = restore_silhouettes(frame, observation, labels, volume, levels=(0.2, 0.0))
+    assert in_leg[(preferred >= 0.5) & (volume < 0.5)].mean() > max(0.5, 1.3 * in_leg[restored].mean())
+    # A consistent completion is left alone.
+    again, second = restore_silhouettes(frame, observation, labels, repaired)
+    assert second.restored_voxels == 0 and np.array_equal(again, repaired)
+
+
+def test_the_object_box_is_the_hulls_not_the_silhouettes(cup_capture):
+    """With few views the silhouettes' box holds much that no other view confirms; the frame is centred on the
+    object box, so it must be the common volume's box or the frame can miss most of the object."""
+    from reconstruction.engine.backends.hybrid.observe import _coarse_hull
+    from reconstruction.engine.carving import silhouette_box
+
+    capture = Capture.load(cup_capture)
+    masks = [capture.load_mask(i) for i in range(capture.num_views)]
+    box, points = _coarse_hull(capture.cameras, masks, lambda: None)
+    voxel = np.diff(np.unique(points[:, 0])).min()
+    assert np.all(box[0] <= points.min(axis=0)) and np.all(box[1] >= points.max(axis=0))
+    assert np.allclose(box[1] - box[0], np.ptp(points, axis=0) + 2 * voxel)
+    low, high = silhouette_box(capture.cameras, masks)
+    assert np.all(high - low >= box[1] - box[0] - 1e-9)

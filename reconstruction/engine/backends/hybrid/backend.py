@@ -141,6 +141,12 @@ class HybridParams:
             "maximum": 1.0,
         },
     )
+    silhouette_repair: bool = field(
+        default=True,
+        metadata={
+            "description": "Give back generated hull voxels on the rays of mask pixels the completion left empty."
+        },
+    )
     color: bool = field(default=True, metadata={"description": "Colour vertices from the views; fill the unseen ones."})
     device: str = field(
         default="auto",
@@ -152,7 +158,7 @@ class HybridBackend:
     """Coarse photogrammetry from few views, completed by the registered diffusion model where no camera saw."""
 
     name = "hybrid"
-    version = "1.1.0"
+    version = "1.2.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=2,
@@ -261,6 +267,7 @@ class HybridBackend:
             sampler,
             tolerance_voxels=config.free_space_tolerance,
             band_voxels=config.surface_band,
+            repair_silhouettes=config.silhouette_repair,
             progress=lambda fraction: completing(fraction, "sampling"),
             cancel=cancel,
         )
@@ -314,6 +321,7 @@ class HybridBackend:
             "fused_points": len(observation.points),
             "stereo_views": observation.stereo_pairs,
             "known_voxels": counts,
+            "silhouette_repair": completion.repair.to_dict() if completion.repair else None,
             "grid": list(frame.shape),
             "voxel_size": voxel,
             "snapped_vertices": snapped,

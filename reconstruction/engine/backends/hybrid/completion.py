@@ -13,6 +13,7 @@ from reconstruction.engine.generative.frame import ViewFrame, frame_for
 
 from .known import EMPTY, OCCUPIED, UNKNOWN, classify, known_arrays, voxel_size
 from .observe import Observation
+from .silhouette import SilhouetteRepair, restore_silhouettes
 
 if TYPE_CHECKING:
     from reconstruction.engine.generative.model import DiffusionModel
@@ -39,6 +40,7 @@ class Completion:
     volume: np.ndarray  # (D, R, R) float32 occupancy in [0, 1], the known voxels exactly as measured
     sample: SampleResult
     filled_voxels: int = 0  # generated voxels of sealed interior voids, set occupied
+    repair: SilhouetteRepair | None = None  # generated voxels restored so every mask pixel is covered
 
     def label_counts(self) -> dict[str, int]:
         return {
@@ -71,6 +73,7 @@ def complete(
     *,
     tolerance_voxels: float,
     band_voxels: float,
+    repair_silhouettes: bool = True,
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Completion:
@@ -107,11 +110,15 @@ def complete(
     )
     generated = _upsample_generated(sample.volume, ~coarse_known_mask, frame.shape)
     volume = np.where(known_mask, known, generated).astype(np.float32)  # measured voxels stay as measured
+    repair = None
+    if repair_silhouettes:
+        # Every mask pixel must meet matter: what the model carved away there is given back.
+        volume, repair = restore_silhouettes(frame, observation, labels, volume)
     # A void sealed inside the object is surface no camera could check and no product has: generated voxels in
     # one are set occupied (known voxels stay as measured).
     sealed = ndimage.binary_fill_holes(volume >= 0.5) & ~known_mask & (volume < 0.5)
     volume[sealed] = 1.0
-    return Completion(frame, labels, volume, sample, filled_voxels=int(sealed.sum()))
+    return Completion(frame, labels, volume, sample, filled_voxels=int(sealed.sum()), repair=repair)
 
 
 def _upsample_generated(volume: np.ndarray, generated: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

@@ -90,7 +90,7 @@ def known_arrays(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (labels == OCCUPIED).astype(np.float32), labels != UNKNOWN
 
 
-def _project(camera: Camera, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def project(camera: Camera, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel coordinates (N, 2) and depths (N,) of world points (N, 3) (float32; distortion through Camera.project)."""
     if camera.has_distortion:
         uv_np, z_np = camera.project(points.numpy().astype(np.float64))
@@ -115,7 +115,7 @@ def _sample(image: np.ndarray, uv: torch.Tensor, mode: str) -> torch.Tensor:
 def _outside_silhouette(camera: Camera, mask: np.ndarray, points: torch.Tensor) -> torch.Tensor:
     """Points whose projection is background in `mask`; the whole object is in every image, so outside the frame
     counts as background too (as for the visual hull)."""
-    uv, z = _project(camera, points)
+    uv, z = project(camera, points)
     seen = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
     return ~seen | (_sample(mask, uv, "bilinear") < SILHOUETTE_LEVEL)
 
@@ -129,7 +129,7 @@ def _in_front_of_surface(camera: Camera, depth_map: np.ndarray, points: torch.Te
     if not (depth_map > 0).any():
         return torch.zeros(len(points), dtype=torch.bool)
     eroded = ndimage.minimum_filter(depth_map, size=3, mode="constant", cval=0.0)
-    uv, z = _project(camera, points)
+    uv, z = project(camera, points)
     seen = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
     measured = _sample(eroded, uv, "nearest")
     return seen & (measured > 0) & (z < measured - tolerance)

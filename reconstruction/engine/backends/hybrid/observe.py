@@ -54,7 +54,7 @@ class Observation:
     normals: np.ndarray  # (N, 3) unit, facing the camera that measured the point
     colours: np.ndarray  # (N, 3) in [0, 1]
     point_views: np.ndarray  # (N,) index of the view whose depth map gave each point
-    object_box: np.ndarray  # (2, 3) box around everything the silhouettes show
+    object_box: np.ndarray  # (2, 3) box around the silhouettes' common volume
     stereo_pairs: int  # views that had at least one usable stereo neighbour
 
     @property
@@ -171,7 +171,7 @@ def _inliers(points: np.ndarray) -> np.ndarray:
 def _coarse_hull(
     cameras: list[Camera], masks: list[np.ndarray], check: Callable[[], None]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The box around everything the silhouettes show, and the voxel centres of their common volume."""
+    """The box around the silhouettes' common volume (a voxel wider) and that volume's voxel centres."""
     low, high = silhouette_box(cameras, masks)
     check()
     grid = voxel_grid(low, high, HULL_RESOLUTION)
@@ -179,7 +179,10 @@ def _coarse_hull(
     occupied = hull.values >= 0.5
     if not occupied.any():
         raise BackendFailed("The silhouettes share no common volume: the masks or cameras do not agree.")
-    return np.stack([low, high]), grid.origin + np.argwhere(occupied) * grid.voxel
+    points = grid.origin + np.argwhere(occupied) * grid.voxel
+    # The hull's own box, a voxel wider: the silhouettes' box also holds what only some views show, and with few
+    # views its centre can lie far from the object (the frame built around it then misses most of the object).
+    return np.stack([points.min(axis=0) - grid.voxel, points.max(axis=0) + grid.voxel]), points
 
 
 def _depth_range(camera: Camera, hull_points: np.ndarray) -> tuple[float, float]:
