@@ -41,7 +41,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.4.0"
+    version = "1.3.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -179,7 +179,7 @@ class PhotogrammetryBackend:
         hull_filled = config.silhouette_fill and bool(silhouettes) and len(silhouettes) == len(stereo_views)
         if hull_filled:
             soft = [(v.camera, v.silhouette) for v in stereo_views]
-            cloud, added = hull_fill(cloud, soft)  # type: ignore[arg-type]
+            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
             metrics["silhouette_fill_points"] = added
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
@@ -211,6 +211,15 @@ class PhotogrammetryBackend:
             parameters=dataclasses.asdict(config),
             log=log,
         )
+
+
+def _object_bounds(dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """A box around the object: the robust extent of the stereo points (and of the sparse or declared ones), grown 15%."""
+    sources = [p for p in (dense, sparse) if len(p) >= MIN_POINTS_FOR_RANGE]
+    low = np.min([np.percentile(p, 0.5, axis=0) for p in sources], axis=0)
+    high = np.max([np.percentile(p, 99.5, axis=0) for p in sources], axis=0)
+    margin = 0.15 * (high - low)
+    return np.stack([low - margin, high + margin])
 
 
 def _shared_intrinsics(capture: Any) -> np.ndarray | None:

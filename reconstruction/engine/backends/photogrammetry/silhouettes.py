@@ -22,7 +22,6 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from reconstruction.engine.cameras import Camera
-from reconstruction.engine.carving import silhouette_box
 
 from .fusion import PointCloud
 
@@ -68,16 +67,17 @@ def _as_tensors(
     return K, R, t, size, torch.as_tensor(mask, dtype=torch.float32)[None, None]
 
 
-def hull_fill(cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]]) -> tuple[PointCloud, int]:
+def hull_fill(
+    cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], bounds: np.ndarray
+) -> tuple[PointCloud, int]:
     """`cloud` plus hull surface points in its gaps (with outward normals), and how many were added.
 
     `silhouettes` pair each camera with its object coverage (float 0–1, soft edges welcome, or bool), in the order
-    of the views that `cloud.view_index` numbers. The hull's grid spans the silhouettes' object box, not the
-    stereo points' extent: a part stereo missed is still inside it, and no voxel is spent on margin.
+    of the views that `cloud.view_index` numbers.
     """
     from skimage.measure import marching_cubes
 
-    low, high = silhouette_box([camera for camera, _ in silhouettes], [mask for _, mask in silhouettes])
+    low, high = bounds
     size = high - low
     voxel = float(size.max()) / HULL_RESOLUTION
     shape = np.maximum(np.ceil(size / voxel).astype(int) + 3, 4)
