@@ -50,20 +50,21 @@ class HullViews:
             for camera, mask in zip(observation.cameras, observation.masks, strict=True)
         ]
 
-    def coverage(self, occupied: np.ndarray) -> float:
-        """Share of the mask pixels under hull voxels, over all views, that the `occupied` hull voxels cover."""
-        reachable = covered = 0
-        for view in self.views:
-            pixels = np.unique(view.pixel[view.pixel >= 0])
-            reachable += len(pixels)
-            covered += int(view.covered(occupied)[pixels].sum())
-        return covered / reachable if reachable else 1.0
+    def covered(self, occupied: np.ndarray) -> list[np.ndarray]:
+        """Per view, the flat (H·W) pixels within a footprint of an `occupied` hull voxel's projection."""
+        return [view.covered(occupied) for view in self.views]
 
-    def uncovered(self, occupied: np.ndarray) -> np.ndarray:
-        """Hull voxels whose mask pixel, in some view, no occupied voxel covers."""
-        found = np.zeros_like(occupied)
-        for view in self.views:
-            found |= view.uncovered(occupied)
+    def coverage(self, covered: list[np.ndarray]) -> float:
+        """Share of the mask pixels under hull voxels, over all views, that `covered` (from covered()) covers."""
+        reachable = sum(len(view.reachable) for view in self.views)
+        hits = sum(int(image[view.reachable].sum()) for view, image in zip(self.views, covered, strict=True))
+        return hits / reachable if reachable else 1.0
+
+    def uncovered(self, covered: list[np.ndarray]) -> np.ndarray:
+        """Hull voxels whose mask pixel, in some view, `covered` (from covered()) leaves uncovered."""
+        found = np.zeros(len(self.hull), dtype=bool)
+        for view, image in zip(self.views, covered, strict=True):
+            found |= (view.pixel >= 0) & ~image[np.maximum(view.pixel, 0)]
         return found
 
 
@@ -78,18 +79,20 @@ def restore_silhouettes(
     views = HullViews(frame, observation, labels)
     values = volume.reshape(-1)[views.hull]
     occupied = values >= OCCUPIED_LEVEL
-    before = views.coverage(occupied)
+    covered = views.covered(occupied)
+    before = views.coverage(covered)
     restored = np.zeros_like(occupied)
     for level in levels:
-        uncovered = views.uncovered(occupied)
+        uncovered = views.uncovered(covered)
         if not uncovered.any():
             break
         step = uncovered & views.generated & ~occupied & (values >= level)
         restored |= step
         occupied |= step
+        covered = views.covered(occupied)
     repaired = volume.copy()
     repaired.reshape(-1)[views.hull[restored]] = 1.0
-    return repaired, SilhouetteRepair(int(restored.sum()), before, views.coverage(occupied))
+    return repaired, SilhouetteRepair(int(restored.sum()), before, views.coverage(covered))
 
 
 @dataclass
@@ -100,6 +103,7 @@ class _View:
     shape: tuple[int, int]
     pixel: np.ndarray
     footprint: np.ndarray  # (2r+1, 2r+1) bool disk
+    reachable: np.ndarray  # the distinct mask pixels under some hull voxel
 
     @classmethod
     def of(cls, camera: Camera, mask: np.ndarray, centres: torch.Tensor, voxel: float) -> _View:
@@ -115,14 +119,10 @@ class _View:
         radius = max(1, round(0.5 * voxel * float(camera.K[0, 0]) / depth))
         offsets = np.arange(-radius, radius + 1)
         disk = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
-        return cls((height, width), pixel, disk)
+        return cls((height, width), pixel, disk, np.unique(pixel[pixel >= 0]))
 
     def covered(self, occupied: np.ndarray) -> np.ndarray:
-        """(H, W) mask pixels within a footprint of an occupied voxel's projection."""
+        """Flat (H·W) pixels within a footprint of an occupied voxel's projection."""
         image = np.zeros(self.shape[0] * self.shape[1], dtype=bool)
         image[self.pixel[occupied & (self.pixel >= 0)]] = True
         return ndimage.binary_dilation(image.reshape(self.shape), structure=self.footprint).reshape(-1)
-
-    def uncovered(self, occupied: np.ndarray) -> np.ndarray:
-        """Hull voxels whose mask pixel no occupied voxel covers."""
-        return (self.pixel >= 0) & ~self.covered(occupied)[np.maximum(self.pixel, 0)]
