@@ -96,15 +96,7 @@ def silhouette_box(
     within the radius of the voxel's projection. Two passes: over the cameras' common view, then over the first
     box, so the box is tight to a fraction of a voxel of the second grid.
     """
-    from scipy import ndimage
-
-    # Each view's distance from every pixel to its nearest object pixel (inf for an empty mask).
-    gaps = []
-    for mask in masks:
-        background = np.asarray(mask) < 0.5
-        gaps.append(
-            ndimage.distance_transform_edt(background) if not background.all() else np.full(background.shape, np.inf)
-        )
+    gaps = _gaps(masks)
     low, high = box_seen_by_all(cameras)
     for resolution in BOX_RESOLUTIONS:
         grid = voxel_grid(low, high, resolution)
@@ -116,6 +108,54 @@ def silhouette_box(
         high = grid.origin + (index.max(axis=0) + 0.5) * grid.voxel
     margin = (high - low) * padding
     return low - margin, high + margin
+
+
+def silhouette_coverage(cameras: list[Camera], masks: list[np.ndarray], resolution: int = 64) -> np.ndarray:
+    """Per view, the share of its mask pixels that the conservative visual hull of all views covers when projected.
+
+    With right cameras and masks this is 1 up to the mask's noise: the object lies inside the hull (a voxel stays
+    when its footprint reaches the mask in every view), so every mask pixel's ray meets a kept voxel. A misplaced
+    camera carves matter away that the other views see, so their coverage drops: a check of cameras estimated
+    from the images that needs no ground truth. Zeros when the silhouettes share no volume at all.
+    """
+    from scipy import ndimage
+
+    try:
+        low, high = silhouette_box(cameras, masks)
+    except (BackendFailed, InvalidCapture):
+        return np.zeros(len(cameras))
+    grid = voxel_grid(low, high, resolution)
+    kept = _may_hold_object(grid, cameras, _gaps(masks), 0).reshape(-1)
+    centres = grid.centres("cpu").numpy()[kept]
+    shares = []
+    for camera, mask in zip(cameras, masks, strict=True):
+        inside_mask = np.asarray(mask) >= 0.5
+        uv, depth = camera.project(centres)
+        seen = camera.in_image(uv, depth)
+        hit = np.zeros(inside_mask.shape, dtype=bool)
+        pixels = np.floor(uv[seen]).astype(int)
+        hit[pixels[:, 1], pixels[:, 0]] = True
+        # A voxel images to a disk about this wide (its circumscribed radius at the median depth).
+        radius = float(camera.K[0, 0]) * grid.voxel * math.sqrt(3) / 2 / max(float(np.median(depth[seen])) if seen.any() else 1.0, 1e-12)
+        size = max(1, int(math.ceil(radius)))
+        offsets = np.arange(-size, size + 1)
+        disk = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2 + 0.5
+        covered = ndimage.binary_dilation(hit, structure=disk) & inside_mask
+        shares.append(covered.sum() / max(int(inside_mask.sum()), 1))
+    return np.asarray(shares, dtype=np.float64)
+
+
+def _gaps(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each view's distance from every pixel to its nearest object pixel (inf for an empty mask)."""
+    from scipy import ndimage
+
+    gaps = []
+    for mask in masks:
+        background = np.asarray(mask) < 0.5
+        gaps.append(
+            ndimage.distance_transform_edt(background) if not background.all() else np.full(background.shape, np.inf)
+        )
+    return gaps
 
 
 def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray], tolerance: int) -> np.ndarray:

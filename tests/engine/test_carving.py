@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
-from reconstruction.engine.cameras import camera_looking_at, intrinsics
-from reconstruction.engine.carving import axes_convergence, box_seen_by_all, silhouette_box
+from reconstruction.engine.cameras import Camera, camera_looking_at, intrinsics
+from reconstruction.engine.carving import axes_convergence, box_seen_by_all, silhouette_box, silhouette_coverage
 from reconstruction.engine.errors import BackendFailed
 
 SIZE = 128
@@ -76,3 +77,31 @@ def test_silhouette_box_refuses_masks_that_share_no_volume():
     masks[0] = np.zeros_like(masks[0])
     with pytest.raises(BackendFailed, match="share no common volume"):
         silhouette_box(cameras, masks)
+
+
+def _turned_about_the_object(camera, degrees):
+    """The camera moved round the object's vertical axis, still looking at it (a view placed on the wrong side)."""
+    turn = Rotation.from_euler("y", degrees, degrees=True).as_matrix()
+    R = camera.R @ turn.T
+    return Camera(camera.image_name, camera.width, camera.height, camera.K, R, -R @ (turn @ camera.center))
+
+
+def test_the_hull_of_right_cameras_covers_every_mask_and_a_misplaced_camera_uncovers_its_own():
+    points = chair_leg_object()
+    points[:, 0] *= 1.6  # not round, and the rod off-centre, so a view from elsewhere shows another outline
+    points[40_000:, 0] += 0.35
+    cameras = ring_cameras()
+    masks = [splat(camera, points) for camera in cameras]
+    assert silhouette_coverage(cameras, masks).min() > 0.97
+    misplaced = list(cameras)
+    misplaced[2] = _turned_about_the_object(cameras[2], 90.0)
+    coverage = silhouette_coverage(misplaced, masks)
+    assert coverage[2] < 0.85 and coverage.min() < 0.85
+
+
+def test_silhouettes_that_share_no_volume_cover_nothing():
+    cameras = ring_cameras(4)
+    masks = [np.zeros((SIZE, SIZE), dtype=np.float32) for _ in cameras]
+    masks[0][:10, :10] = 1.0
+    masks[1][-10:, -10:] = 1.0
+    assert silhouette_coverage(cameras, masks).max() == 0.0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reconstruction.engine.errors import InvalidInput
-from reconstruction.engine.generative.matting import check_silhouette, load_photo, separate_object
+from reconstruction.engine.generative.matting import check_silhouette, load_photo, plain_background, separate_object
 from reconstruction.engine.generative.model import DiffusionModel, make_condition
 from reconstruction.engine.generative.sampling import sample_occupancy, silhouette_agreement
 from reconstruction.engine.generative.training import (
@@ -151,6 +151,16 @@ def test_matting_separates_one_object_from_a_plain_background():
 def test_matting_refuses_photos_without_one_usable_object(boxes, message):
     with pytest.raises(InvalidInput, match=message):
         separate_object(_photo(*boxes))
+
+
+def test_a_plain_border_is_a_plain_background_and_a_scene_is_not():
+    scene = _photo((30, 40, 100, 90))
+    scene[:64] = (0.5, 0.7, 0.95)  # sky above the horizon
+    scene[64:, :] = np.random.default_rng(1).random((64, 128, 3))  # clutter below it
+
+    assert plain_background(_photo((30, 40, 100, 90)))
+    assert plain_background(_photo((30, 40, 100, 90)) * 255)  # 0-255 pixels too
+    assert not plain_background(scene)
 
 
 def test_an_unreadable_photo_is_refused(tmp_path):

@@ -21,6 +21,9 @@ MIN_OBJECT_FRACTION = 0.01  # smaller objects carry too few pixels to reconstruc
 SIMILAR_SIZE = 0.35  # a second component at least this share of the largest means several objects
 MAX_ASPECT = 4.0
 SPECK_FRACTION = 0.001  # components below this share of the image are noise
+# A border whose colours stray at most this far (RGB distance, 99th percentile) from its median is a plain
+# background: a render's is 0, a lit studio sweep's a few hundredths; a scene's border is far above.
+PLAIN_BORDER_SPREAD = 0.08
 
 
 def load_photo(path: Path | str) -> np.ndarray:
@@ -43,13 +46,8 @@ def separate_object(image: np.ndarray) -> np.ndarray:
         image = image / 255.0
     rgb = image[..., :3]
     height, width = rgb.shape[:2]
-    band = max(2, int(round(BORDER_FRACTION * min(height, width))))
-    border = np.concatenate(
-        [rgb[:band].reshape(-1, 3), rgb[-band:].reshape(-1, 3), rgb[:, :band].reshape(-1, 3), rgb[:, -band:].reshape(-1, 3)]
-    )
-    background = np.median(border, axis=0)
-    border_distance = np.linalg.norm(border - background, axis=1)
-    threshold = max(MIN_THRESHOLD, float(np.percentile(border_distance, 99)) * 1.5)
+    background, border_spread = _background(rgb)
+    threshold = max(MIN_THRESHOLD, border_spread * 1.5)
     distance = np.linalg.norm(rgb - background, axis=2)
     foreground = distance > threshold
     radius = max(1, int(round(min(height, width) / 200)))
@@ -58,6 +56,26 @@ def separate_object(image: np.ndarray) -> np.ndarray:
     foreground = ndimage.binary_closing(foreground, structure, border_value=0)
     foreground = ndimage.binary_fill_holes(foreground)
     return check_silhouette(foreground).astype(np.float32)
+
+
+def plain_background(image: np.ndarray) -> bool:
+    """Whether the image border is one nearly uniform colour (a studio sweep, a render), so separate_object's
+    colour rule can be trusted; a scene (sky above, ground below, clutter) is not."""
+    rgb = np.asarray(image, dtype=np.float32)[..., :3]
+    if rgb.max() > 1.0:
+        rgb = rgb / 255.0
+    return _background(rgb)[1] <= PLAIN_BORDER_SPREAD
+
+
+def _background(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The border band's median colour and its spread (99th percentile of the border's distances from it)."""
+    height, width = rgb.shape[:2]
+    band = max(2, int(round(BORDER_FRACTION * min(height, width))))
+    border = np.concatenate(
+        [rgb[:band].reshape(-1, 3), rgb[-band:].reshape(-1, 3), rgb[:, :band].reshape(-1, 3), rgb[:, -band:].reshape(-1, 3)]
+    )
+    background = np.median(border, axis=0)
+    return background, float(np.percentile(np.linalg.norm(border - background, axis=1), 99))
 
 
 def check_silhouette(mask: np.ndarray, *, single_object: bool = True) -> np.ndarray:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from reconstruction.engine import metrics
 from reconstruction.engine.backends.photogrammetry import PhotogrammetryBackend
-from reconstruction.engine.backends.photogrammetry.views import views_from_capture
+from reconstruction.engine.backends.photogrammetry.views import View, views_from_capture, with_background_masks
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.protocol import MULTI_VIEW, Backend
@@ -163,3 +163,58 @@ def test_known_cameras_end_to_end_give_a_textured_mesh_close_to_the_truth(blob_c
     colours = np.asarray(mesh.visual.to_color().vertex_colors)[:, :3] / 255.0
     error = np.abs(colours - pattern(np.asarray(mesh.vertices))).mean()
     assert error < 0.1
+
+
+def _on_plain_background(box: tuple[int, int, int, int]) -> np.ndarray:
+    image = np.full((96, 96, 3), 0.95, dtype=np.float32)
+    top, left, bottom, right = box
+    image[top:bottom, left:right] = _noise(96, 3)[top:bottom, left:right] / 255.0
+    return image
+
+
+def test_masks_are_cut_from_a_plain_background_only_when_every_image_allows_it():
+    plain = [View(f"view_{i}.png", _on_plain_background((20 + i, 30, 70, 60 + i))) for i in range(3)]
+
+    masked, note = with_background_masks(plain)
+    assert note == "object masks cut from the plain background of all 3 images"
+    assert [int(view.mask.sum()) for view in masked] == [50 * 30, 49 * 31, 48 * 32]  # type: ignore[union-attr]
+
+    cluttered = [*plain[:2], View("street.png", _noise(96, 4) / 255.0)]
+    kept, note = with_background_masks(cluttered)
+    assert note == "no automatic masks: street.png has no plain background"
+    assert all(view.mask is None for view in kept)
+
+    empty = [*plain[:2], View("blank.png", np.full((96, 96, 3), 0.95, dtype=np.float32))]
+    assert with_background_masks(empty)[1].startswith("no automatic masks: blank.png: No object found")
+
+    given = [View("a.png", plain[0].image, mask=np.ones((96, 96), dtype=bool)), *plain[1:]]
+    assert with_background_masks(given) == (given, "the capture's own masks used")
+
+
+@pytest.mark.parametrize(
+    ("setting", "background", "retried"),
+    [("with-masks", 0.95, True), ("with-masks", None, False), ("always", None, True), ("never", 0.95, False)],
+)
+def test_the_wide_baseline_retry_runs_by_default_only_where_silhouettes_can_confirm_it(
+    monkeypatch, tmp_path, setting, background, retried
+):
+    from reconstruction.engine.backends.photogrammetry import backend
+
+    asked = {}
+
+    def structure_from_motion(views, *args, **kwargs):
+        asked.update(kwargs, masked=all(view.mask is not None for view in views))
+        raise BackendFailed("stop here")
+
+    monkeypatch.setattr(backend, "structure_from_motion", structure_from_motion)
+    if background is None:  # photos of a scene: nothing to cut masks from
+        images = [_noise(96, i) / 255.0 for i in range(3)]
+    else:
+        images = [_on_plain_background((20 + i, 30, 70, 60)) for i in range(3)]
+    with pytest.raises(BackendFailed, match="stop here"):
+        PhotogrammetryBackend().run(
+            SimpleNamespace(images=images), tmp_path, params={"sfm_wide_baseline_retry": setting},
+            progress=_quiet, cancel=_never,
+        )
+    assert asked["wide_baseline_retry"] is retried
+    assert asked["masked"] is (background is not None)

@@ -105,6 +105,33 @@ def test_the_permissive_attempt_gives_no_model_when_no_two_runs_agree(monkeypatc
     assert outcome.unconfirmed
 
 
+def test_with_masks_the_silhouettes_confirm_a_run_without_a_second_one(monkeypatch, tmp_path):
+    wrong, right = _model([_turned(c, 40.0 * (i % 2)) for i, c in enumerate(CAMERAS)]), _model(ANOTHER_FRAME)
+    seeds = _scripted_mapping(monkeypatch, [wrong, wrong, right, right])
+    checked = []
+
+    def confirm(model):
+        checked.append(model)
+        return model is right
+
+    outcome = sfm._map(
+        WIDE_BASELINE_ATTEMPT, tmp_path, tmp_path / "database.db", tmp_path,
+        {c.image_name: c.image_name for c in CAMERAS}, lambda: False, confirm,
+    )
+    assert outcome.model is right and not outcome.unconfirmed
+    assert seeds == [0, 1, 2] and checked == [wrong, wrong, right]  # two runs agreeing on `wrong` do not count
+
+
+def test_with_masks_no_run_is_kept_when_the_silhouettes_refuse_them_all(monkeypatch, tmp_path):
+    runs = [_model(CAMERAS)] * WIDE_BASELINE_ATTEMPT.mapping_runs
+    _scripted_mapping(monkeypatch, runs)
+    outcome = sfm._map(
+        WIDE_BASELINE_ATTEMPT, tmp_path, tmp_path / "database.db", tmp_path,
+        {c.image_name: c.image_name for c in CAMERAS}, lambda: False, lambda model: False,
+    )
+    assert outcome.model is None and outcome.unconfirmed
+
+
 def test_an_attempt_without_agreement_keeps_its_first_complete_run(monkeypatch, tmp_path):
     lone = _model([_turned(c, 40.0) for c in CAMERAS])
     seeds = _scripted_mapping(monkeypatch, [lone])
@@ -114,7 +141,7 @@ def test_an_attempt_without_agreement_keeps_its_first_complete_run(monkeypatch, 
 
 
 def test_a_failure_says_when_the_permissive_attempt_found_only_disagreeing_models(monkeypatch, tmp_path):
-    def mapping(attempt, attempt_dir, database, image_dir, by_name, cancel):
+    def mapping(attempt, attempt_dir, database, image_dir, by_name, cancel, confirm):
         return sfm._Outcome(attempt, database, [], None, unconfirmed=attempt.require_agreement)
 
     monkeypatch.setattr(sfm, "_map", mapping)

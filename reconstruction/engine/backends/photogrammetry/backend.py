@@ -27,7 +27,7 @@ from .meshing import poisson_mesh
 from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
 from .sfm import DEFAULT_ATTEMPT, SparseModel, structure_from_motion
 from .silhouettes import hull_fill
-from .views import MIN_VIEWS, View, undistorted, views_from_capture
+from .views import MIN_VIEWS, View, undistorted, views_from_capture, with_background_masks
 
 # Share of each view's sparse-point depth span added on either side of the sweep range.
 DEPTH_MARGIN = 0.15
@@ -41,7 +41,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.3.0"
+    version = "1.4.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -76,6 +76,9 @@ class PhotogrammetryBackend:
         started = time.perf_counter()
         views, notes = views_from_capture(capture)
         log.extend(notes)
+        if config.background_masks:
+            views, note = with_background_masks(views)
+            log.append(note)
         known = all(view.camera is not None for view in views)
         metrics: dict[str, Any] = {"total_images": len(views), "known_cameras": known}
         progress("sfm", 0.0, f"{len(views)} images, {'known' if known else 'unknown'} cameras")
@@ -97,7 +100,9 @@ class PhotogrammetryBackend:
                 cancel=cancel,
                 sift_peak_threshold=config.sift_peak_threshold,
                 intrinsics=_shared_intrinsics(capture),
-                wide_baseline_retry=config.sfm_wide_baseline_retry,
+                wide_baseline_retry=config.sfm_wide_baseline_retry == "always" or (
+                    config.sfm_wide_baseline_retry == "with-masks" and all(view.mask is not None for view in views)
+                ),
             )
             sparse_dir = workdir / "sparse"
             cameras = dict(sparse.cameras)
@@ -111,6 +116,8 @@ class PhotogrammetryBackend:
                 sparse_points=len(sparse.points),
                 sfm_attempt=sparse.attempt,
             )
+            if sparse.silhouette_coverage is not None:
+                metrics["sfm_silhouette_coverage"] = round(sparse.silhouette_coverage, 4)
             if sparse.attempt != DEFAULT_ATTEMPT.name:
                 log.append(
                     f"cameras from the {sparse.attempt} retry of structure from motion (COLMAP's defaults placed too "

@@ -15,14 +15,14 @@ class PhotogrammetryParams:
     sift_peak_threshold: float = field(default=0.004, metadata={"minimum": 0.0005, "maximum": 0.05})
     # Focal length in pixels / max(width, height), used when a photo has no EXIF focal length.
     focal_length_prior: float = field(default=1.2, metadata={"minimum": 0.3, "maximum": 5.0})
-    # When COLMAP's defaults leave images out, run SfM again with fainter features, a looser ratio test and a
-    # less demanding mapper (sfm.WIDE_BASELINE_ATTEMPT), keeping a model only when two mapping runs with different
-    # seeds place the cameras alike. Off by default. On 24-view renders, images only, it placed every view of the
-    # rocker arm (0.18° median; F@1% 0.867 where the defaults leave a partial model) and of Avocado (1.7°, too coarse
-    # for stereo: F@1% 0.34), and refused WaterBottle's disagreeing runs; but two runs agreed on a wrong model of
-    # the symmetric SheenChair (one camera 111° off) and its mesh was garbage, reported as complete. A clear failure
-    # is the safer default; opt in for captures known to be asymmetric.
-    sfm_wide_baseline_retry: bool = False
+    # When COLMAP's defaults leave images out, run SfM again with fainter features (on a 4× upsampled image), a
+    # looser ratio test and a less demanding mapper (sfm.WIDE_BASELINE_ATTEMPT). Its models can be wrong on
+    # symmetric objects, so one is kept only when confirmed: by the silhouettes when every image has a mask (the
+    # capture's own or cut from a plain background), else by a second mapping run that places the cameras alike.
+    # "with-masks" (the default) retries only where the silhouettes can confirm: images only, it placed every view of
+    # Avocado (0.5° median; F@1% 0.96) and the rocker arm, and refused SheenChair's wrong model (its hull covers 1%
+    # of the masks). Run agreement alone let a wrong SheenChair model through as complete, hence "always" is opt-in.
+    sfm_wide_baseline_retry: str = field(default="with-masks", metadata={"enum": ["with-masks", "always", "never"]})
     # Multi-view stereo.
     mvs_max_image_size: int = field(default=512, metadata={"minimum": 64, "maximum": 4096})
     neighbours: int = field(default=4, metadata={"minimum": 1, "maximum": 12})
@@ -40,6 +40,9 @@ class PhotogrammetryParams:
     min_component_share: float = field(default=0.02, metadata={"minimum": 0.0, "maximum": 1.0})
     # With a mask for every view, fill the gaps stereo leaves (plain, textureless patches) from the silhouettes.
     silhouette_fill: bool = True
+    # A capture without masks whose every photo shows one object on a plain background (a studio sweep, a render)
+    # gets its masks cut from that background, so the silhouettes trim and fill the surface as given masks do.
+    background_masks: bool = True
     # Larger surfaces are simplified (quadric error) to this many triangles before texturing.
     max_triangles: int = field(default=100_000, metadata={"minimum": 1000, "maximum": 5_000_000})
     # Texturing.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pycolmap
 # isort: on
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
+from reconstruction.engine.carving import silhouette_coverage
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import pose_errors
 from reconstruction.engine.protocol import CancelFn
@@ -37,6 +38,11 @@ _EXIF_IFD, _EXIF_FOCAL_LENGTH, _EXIF_FOCAL_LENGTH_35MM = 0x8769, 0x920A, 0xA405
 AGREEMENT_MAX_CENTRE_ERROR = 0.02
 AGREEMENT_MAX_ROTATION_DEG = 10.0
 AGREEMENT_MIN_SHARED = 0.8
+# With a mask for every image, a model of the permissive attempt counts when the visual hull of its cameras covers
+# at least this share of every registered view's mask (carving.silhouette_coverage), whether or not another run
+# agrees. Right cameras of the 24-view renders leave at least 0.94; the wrong model of SheenChair that two runs
+# agreed on, 0.01; one camera turned 30° about the object, 0.88-0.94, and 111°, 0.74.
+MIN_SILHOUETTE_COVERAGE = 0.85
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,16 @@ class Attempt:
 
     name: str
     peak_threshold_scale: float = 1.0  # × the configured SIFT peak threshold
+    first_octave: int = -1  # COLMAP's default -1 doubles the image before detection; -2 quadruples it
     max_ratio: float | None = None  # Lowe's ratio test; None keeps COLMAP's 0.8
     mapper: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     # Incremental mapping starts from a random pair and samples randomly: on weak matches one run may split the
     # views into two models where the next places them all. Mapping is cheap next to extraction and matching.
     mapping_runs: int = 1
-    # Keep only a model that a second run, from another random seed, places alike (runs_agree). On ambiguous
-    # matches (a symmetric object matched to its mirror image) each run settles on a different wrong model.
+    # Keep only a model that a second run, from another random seed, places alike (runs_agree), or, when every
+    # image has a mask, whose cameras the silhouettes confirm (MIN_SILHOUETTE_COVERAGE). On ambiguous matches
+    # (a symmetric object matched to its mirror image) each run settles on a different wrong model.
     require_agreement: bool = False
 
 
@@ -71,7 +79,7 @@ DEFAULT_ATTEMPT = Attempt("default")
 # another: a model counts only once two runs agree on it (Avocado's four runs agree to 0.5°, WaterBottle's and
 # SheenChair's wrong ones by no better than 45°), and the attempt gives none when no two runs agree.
 WIDE_BASELINE_ATTEMPT = Attempt(
-    "wide-baseline", peak_threshold_scale=0.125, max_ratio=0.9,
+    "wide-baseline", peak_threshold_scale=0.125, first_octave=-2, max_ratio=0.9,
     mapper={
         "init_min_num_inliers": 30, "init_min_tri_angle": 8.0, "abs_pose_min_num_inliers": 12,
         "abs_pose_refine_focal_length": False,
@@ -94,6 +102,7 @@ class SparseModel:
     mean_reprojection_error_px: float
     failed: dict[str, str] = field(default_factory=dict)  # name → why it was not registered
     attempt: str = DEFAULT_ATTEMPT.name  # which Attempt gave this model
+    silhouette_coverage: float | None = None  # least share of a view's mask its cameras' hull covers (with masks)
 
     @property
     def partial(self) -> bool:
@@ -119,6 +128,7 @@ def structure_from_motion(
     lengths do, and `focal_length_prior` × the longer side where a photo has none. Separate COLMAP models that
     agree on shared cameras are joined (merging.py). When COLMAP's defaults leave an image out and
     `wide_baseline_retry` is set, SfM runs again with WIDE_BASELINE_ATTEMPT and the model with more images is kept.
+    When every view has a mask, the silhouettes vouch for that attempt's models (silhouettes_confirm).
     """
     folder.mkdir(parents=True, exist_ok=True)
     image_dir, names = _image_folder(views, folder)
@@ -132,6 +142,8 @@ def structure_from_motion(
     camera_mode = pycolmap.CameraMode.SINGLE if _one_unknown_camera(views) else pycolmap.CameraMode.AUTO
     attempts = [DEFAULT_ATTEMPT, WIDE_BASELINE_ATTEMPT] if wide_baseline_retry else [DEFAULT_ATTEMPT]
     by_name = {rename: view.name for rename, view in zip(names, views, strict=True)}
+    masks = {view.name: view.mask for view in views if view.mask is not None}
+    confirm = (lambda model: silhouettes_confirm(model, masks)) if len(masks) == len(views) else None
     kept: _Outcome | None = None
     unconfirmed: list[str] = []  # attempts whose mapping runs all placed the images differently
     for attempt in attempts:
@@ -144,7 +156,7 @@ def structure_from_motion(
             max_image_size=max_image_size, sift_peak_threshold=sift_peak_threshold,
             exhaustive=len(views) <= exhaustive_max_images,
         )
-        outcome = _map(attempt, attempt_dir, database, image_dir, by_name, cancel)
+        outcome = _map(attempt, attempt_dir, database, image_dir, by_name, cancel, confirm)
         if outcome.unconfirmed:
             unconfirmed.append(attempt.name)
         if kept is None or outcome.registered > kept.registered:
@@ -155,7 +167,7 @@ def structure_from_motion(
     diagnosis = _diagnose(kept.database)
     if kept.model is None:
         reasons = {by_name[n]: diagnosis.get(n, "could not be registered") for n in names}
-        raise BackendFailed(_too_few_message(0, len(views), reasons, unconfirmed))
+        raise BackendFailed(_too_few_message(0, len(views), reasons, unconfirmed, confirm is not None))
     model, largest = kept.model, max(kept.reconstructions, key=lambda r: (r.num_reg_images(), r.num_points3D()))
     cameras = model.cameras
     others = {
@@ -171,7 +183,7 @@ def structure_from_motion(
         else:
             failed[by_name[name]] = diagnosis.get(name, "could not be registered")
     if len(cameras) < MIN_VIEWS:
-        raise BackendFailed(_too_few_message(len(cameras), len(views), failed, unconfirmed))
+        raise BackendFailed(_too_few_message(len(cameras), len(views), failed, unconfirmed, confirm is not None))
 
     sparse_dir.mkdir(parents=True, exist_ok=True)
     if len(cameras) == largest.num_reg_images():
@@ -187,6 +199,7 @@ def structure_from_motion(
         mean_reprojection_error_px=float(largest.compute_mean_reprojection_error()),
         failed=failed,
         attempt=kept.attempt.name,
+        silhouette_coverage=min(silhouette_coverage_by_view(model, masks).values()) if confirm else None,
     )
 
 
@@ -206,12 +219,13 @@ class _Outcome:
 
 
 def _map(
-    attempt: Attempt, attempt_dir: Path, database: Path, image_dir: Path, by_name: dict[str, str], cancel: CancelFn
+    attempt: Attempt, attempt_dir: Path, database: Path, image_dir: Path, by_name: dict[str, str], cancel: CancelFn,
+    confirm: Callable[[SfmModel], bool] | None = None,
 ) -> _Outcome:
     """Incremental mapping, run up to `attempt.mapping_runs` times until every image is placed; the fullest run.
 
-    With `attempt.require_agreement` each run has its own random seed and only runs that another run agrees with
-    count: the outcome has no model when no two runs agree.
+    With `attempt.require_agreement` each run has its own random seed and only confirmed runs count: by `confirm`
+    when given (the silhouettes), else by another run that agrees. The outcome has no model when none is confirmed.
     """
     best = _Outcome(attempt, database, [], None)
     earlier: list[_Outcome] = []
@@ -226,7 +240,10 @@ def _map(
         reconstructions = list(mapped.values())
         outcome = _Outcome(attempt, database, reconstructions, _joined(reconstructions, by_name))
         candidates = [outcome]
-        if attempt.require_agreement:
+        if attempt.require_agreement and confirm is not None:
+            earlier.append(outcome)
+            candidates = [outcome] if outcome.model is not None and confirm(outcome.model) else []
+        elif attempt.require_agreement:
             confirming = [other for other in earlier if runs_agree(outcome.model, other.model)]
             earlier.append(outcome)
             candidates = [outcome, *confirming] if confirming else []
@@ -254,6 +271,20 @@ def runs_agree(first: SfmModel | None, second: SfmModel | None) -> bool:
         errors["centre_error_relative_to_spread"]["median"] <= AGREEMENT_MAX_CENTRE_ERROR
         and errors["rotation_error_deg"]["max"] <= AGREEMENT_MAX_ROTATION_DEG
     )
+
+
+def silhouette_coverage_by_view(model: SfmModel, masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per registered view, the share of its mask that the visual hull of the model's cameras covers."""
+    names = sorted(model.cameras)
+    shares = silhouette_coverage([model.cameras[name] for name in names], [masks[name] for name in names])
+    return dict(zip(names, (float(share) for share in shares), strict=True))
+
+
+def silhouettes_confirm(model: SfmModel, masks: Mapping[str, np.ndarray]) -> bool:
+    """Whether the model's cameras carve a hull that covers every registered view's mask (MIN_SILHOUETTE_COVERAGE)."""
+    if len(model.cameras) < MIN_VIEWS:
+        return False
+    return min(silhouette_coverage_by_view(model, masks).values()) >= MIN_SILHOUETTE_COVERAGE
 
 
 def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, str]) -> SfmModel | None:
@@ -304,6 +335,7 @@ def _extract_and_match(
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
     extraction.sift.peak_threshold = sift_peak_threshold * attempt.peak_threshold_scale
+    extraction.sift.first_octave = attempt.first_octave
     pycolmap.extract_features(
         database, image_dir, image_names=names, camera_mode=camera_mode,
         reader_options=reader, extraction_options=extraction, device=pycolmap.Device.auto,
@@ -332,16 +364,22 @@ def _mapping_options(attempt: Attempt) -> pycolmap.IncrementalPipelineOptions:
     return options
 
 
-def _too_few_message(registered: int, total: int, reasons: dict[str, str], unconfirmed: list[str]) -> str:
+def _too_few_message(
+    registered: int, total: int, reasons: dict[str, str], unconfirmed: list[str], by_silhouettes: bool
+) -> str:
     listed = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
     message = (
         f"Structure from motion registered {registered} of {total} images; at least {MIN_VIEWS} are needed. "
         f"Not registered: {listed}."
     )
     for attempt in unconfirmed:
+        why = (
+            "found only models whose cameras contradict the silhouettes"
+            if by_silhouettes else "placed the images differently on every run"
+        )
         message += (
-            f" The {attempt} attempt placed the images differently on every run, so none was kept: the matches are"
-            " ambiguous (a symmetric or repetitive object?)."
+            f" The {attempt} attempt {why}, so none was kept: the matches are ambiguous (a symmetric or repetitive"
+            " object?)."
         )
     return message
 

@@ -1,6 +1,7 @@
 """The images a run works on: read from the capture, checked, de-duplicated, and resized for stereo."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from reconstruction.engine.cameras import Camera
-from reconstruction.engine.errors import InvalidCapture
+from reconstruction.engine.errors import InvalidCapture, InvalidInput
+from reconstruction.engine.generative.matting import plain_background, separate_object
 
 MIN_VIEWS = 3
 
@@ -96,6 +98,26 @@ def views_from_capture(capture: Any) -> tuple[list[View], list[str]]:
         listed = ", ".join(f"{w}×{h}" for w, h in sizes)
         notes.append(f"images come in {len(sizes)} sizes ({listed}); each size gets its own intrinsics")
     return views, notes
+
+
+def with_background_masks(views: list[View]) -> tuple[list[View], str]:
+    """The views with object masks cut from their plain background, when none has a mask and every one allows it.
+
+    All or nothing, since the silhouettes are used together (a hull needs every view); the note says which was done
+    and, when not, the first view that prevented it.
+    """
+    if any(view.mask is not None for view in views):
+        return views, "the capture's own masks used"
+    masked = []
+    for view in views:
+        if not plain_background(view.image):
+            return views, f"no automatic masks: {view.name} has no plain background"
+        try:
+            mask = separate_object(view.image) > 0.5
+        except InvalidInput as exc:
+            return views, f"no automatic masks: {view.name}: {exc.message}"
+        masked.append(dataclasses.replace(view, mask=mask, coverage=None))
+    return masked, f"object masks cut from the plain background of all {len(views)} images"
 
 
 def _names(capture: Any, images: list[Any]) -> list[str]:
