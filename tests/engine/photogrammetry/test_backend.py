@@ -218,3 +218,24 @@ def test_the_wide_baseline_retry_runs_by_default_only_where_silhouettes_can_conf
         )
     assert asked["wide_baseline_retry"] is retried
     assert asked["masked"] is (background is not None)
+
+
+def test_masks_cut_from_the_background_are_dropped_where_the_cameras_contradict_them():
+    from reconstruction.engine.backends.photogrammetry.backend import _unless_contradicted
+
+    box = trimesh.creation.box(extents=(1.2, 0.7, 0.9))
+    views = []
+    for camera in orbit_cameras(8, 64):
+        image, mask, _ = render(box, camera)
+        views.append(View(camera.image_name, image, mask, camera))
+    metrics: dict = {}
+    assert _unless_contradicted(views, None, metrics, []) == views
+    assert metrics["background_mask_coverage"] > 0.97
+
+    shifted = list(views)
+    shifted[3] = View(views[3].name, views[3].image, np.roll(views[3].mask, 12, axis=1), views[3].camera)
+    log: list[str] = []
+    kept = _unless_contradicted(shifted, None, metrics, log)
+    assert all(view.mask is None for view in kept)
+    assert metrics["background_mask_coverage"] < 0.85
+    assert log[0].startswith("masks cut from the background dropped: the cameras' visual hull covers only")

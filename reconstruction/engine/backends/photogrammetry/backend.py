@@ -12,7 +12,7 @@ import open3d as o3d
 import torch
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
-from reconstruction.engine.carving import axes_convergence
+from reconstruction.engine.carving import axes_convergence, silhouette_coverage
 from reconstruction.engine.devices import resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import transform_points, umeyama
@@ -25,7 +25,7 @@ from .config import PhotogrammetryParams
 from .fusion import fuse
 from .meshing import poisson_mesh
 from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
-from .sfm import DEFAULT_ATTEMPT, SparseModel, structure_from_motion
+from .sfm import DEFAULT_ATTEMPT, MIN_SILHOUETTE_COVERAGE, SparseModel, structure_from_motion
 from .silhouettes import hull_fill
 from .views import MIN_VIEWS, View, undistorted, views_from_capture, with_background_masks
 
@@ -76,9 +76,12 @@ class PhotogrammetryBackend:
         started = time.perf_counter()
         views, notes = views_from_capture(capture)
         log.extend(notes)
+        cut_masks = False  # masks of our own making, which the cameras must confirm before they trim anything
         if config.background_masks:
+            given = any(view.mask is not None for view in views)
             views, note = with_background_masks(views)
             log.append(note)
+            cut_masks = not given and all(view.mask is not None for view in views)
         known = all(view.camera is not None for view in views)
         metrics: dict[str, Any] = {"total_images": len(views), "known_cameras": known}
         progress("sfm", 0.0, f"{len(views)} images, {'known' if known else 'unknown'} cameras")
@@ -133,6 +136,8 @@ class PhotogrammetryBackend:
         progress("sfm", _STAGES["sfm"][1], f"{metrics['registered_images']} of {metrics['total_images']} images placed")
         _check(cancel, "after structure from motion")
 
+        if cut_masks:
+            views = _unless_contradicted(views, sparse.silhouette_coverage if sparse else None, metrics, log)
         views = [undistorted(view) for view in views]
         stereo_views = [view.resized(config.mvs_max_image_size) for view in views]
         cams: list[Camera] = [v.camera for v in stereo_views]  # type: ignore[misc]
@@ -218,6 +223,23 @@ class PhotogrammetryBackend:
             parameters=dataclasses.asdict(config),
             log=log,
         )
+
+
+def _unless_contradicted(
+    views: list[View], coverage: float | None, metrics: dict[str, Any], log: list[str]
+) -> list[View]:
+    """The views with the masks cut from their background, or without them where the cameras' visual hull leaves
+    part of a mask uncovered (`coverage`, the least share, when SfM measured it already): the cut missed or added
+    part of the object (a white object on a white sweep), and such masks would trim real surface away."""
+    if coverage is None:
+        coverage = float(silhouette_coverage([v.camera for v in views], [v.mask for v in views]).min())  # type: ignore[misc]
+    metrics["background_mask_coverage"] = round(coverage, 4)
+    if coverage >= MIN_SILHOUETTE_COVERAGE:
+        return views
+    log.append(
+        f"masks cut from the background dropped: the cameras' visual hull covers only {coverage:.0%} of one of them"
+    )
+    return [dataclasses.replace(view, mask=None, coverage=None) for view in views]
 
 
 def _object_bounds(dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
