@@ -17,6 +17,9 @@ from reconstruction.engine.errors import BackendFailed, InvalidCapture
 if TYPE_CHECKING:
     import torch
 
+# A voxel of silhouette_coverage's grid whose image is wider than this share of the frame means wrong cameras:
+# right ones see the object's box at about a third of the frame or more, so a voxel (1/64 of it) at under 1%.
+MAX_FOOTPRINT = 0.05
 CHUNK = 1 << 20  # voxels per projection batch: bounds memory at a few hundred MB whatever the resolution
 # Voxels across the grid of each pass that bounds the object: the cameras' common view, then the first box.
 BOX_RESOLUTIONS = (32, 64)
@@ -136,7 +139,13 @@ def silhouette_coverage(cameras: list[Camera], masks: list[np.ndarray], resoluti
         pixels = np.floor(uv[seen]).astype(int)
         hit[pixels[:, 1], pixels[:, 0]] = True
         # A voxel images to a disk about this wide (its circumscribed radius at the median depth).
-        radius = float(camera.K[0, 0]) * grid.voxel * math.sqrt(3) / 2 / max(float(np.median(depth[seen])) if seen.any() else 1.0, 1e-12)
+        near = float(np.median(depth[seen])) if seen.any() else 0.0
+        radius = float(camera.K[0, 0]) * grid.voxel * math.sqrt(3) / 2 / max(near, 1e-12)
+        if radius > MAX_FOOTPRINT * max(camera.width, camera.height):
+            # A hull this coarse in the view (the silhouettes' common box many times what it sees, or the
+            # box around the camera) confirms nothing: such cameras contradict the masks.
+            shares.append(0.0)
+            continue
         size = max(1, int(math.ceil(radius)))
         offsets = np.arange(-size, size + 1)
         disk = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2 + 0.5

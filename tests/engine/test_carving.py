@@ -105,3 +105,15 @@ def test_silhouettes_that_share_no_volume_cover_nothing():
     masks[0][:10, :10] = 1.0
     masks[1][-10:, -10:] = 1.0
     assert silhouette_coverage(cameras, masks).max() == 0.0
+
+
+def test_a_hull_too_coarse_for_a_view_confirms_nothing_there(monkeypatch):
+    # Wrong cameras can make the silhouettes' common box so large that one voxel covers much of a view (a
+    # footprint of 97,625 pixels was met): that view counts as uncovered instead of being dilated by it.
+    from reconstruction.engine import carving
+
+    points = chair_leg_object()
+    cameras = ring_cameras()
+    masks = [splat(camera, points) for camera in cameras]
+    monkeypatch.setattr(carving, "MAX_FOOTPRINT", 0.001)
+    assert silhouette_coverage(cameras, masks).max() == 0.0

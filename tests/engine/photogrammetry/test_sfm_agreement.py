@@ -105,30 +105,31 @@ def test_the_permissive_attempt_gives_no_model_when_no_two_runs_agree(monkeypatc
     assert outcome.unconfirmed
 
 
-def test_with_masks_the_silhouettes_confirm_a_run_without_a_second_one(monkeypatch, tmp_path):
-    wrong, right = _model([_turned(c, 40.0 * (i % 2)) for i, c in enumerate(CAMERAS)]), _model(ANOTHER_FRAME)
-    seeds = _scripted_mapping(monkeypatch, [wrong, wrong, right, right])
-    checked = []
+def _map_judged(tmp_path, coverage) -> sfm._Outcome:
+    by_name = {c.image_name: c.image_name for c in CAMERAS}
+    return sfm._map(WIDE_BASELINE_ATTEMPT, tmp_path, tmp_path / "database.db", tmp_path, by_name, lambda: False, coverage)
 
-    def confirm(model):
-        checked.append(model)
-        return model is right
 
-    outcome = sfm._map(
-        WIDE_BASELINE_ATTEMPT, tmp_path, tmp_path / "database.db", tmp_path,
-        {c.image_name: c.image_name for c in CAMERAS}, lambda: False, confirm,
-    )
-    assert outcome.model is right and not outcome.unconfirmed
-    assert seeds == [0, 1, 2] and checked == [wrong, wrong, right]  # two runs agreeing on `wrong` do not count
+def test_with_masks_the_silhouettes_judge_each_run_and_the_best_covered_is_kept(monkeypatch, tmp_path):
+    wrong, fair, good = _model([_turned(c, 40.0 * (i % 2)) for i, c in enumerate(CAMERAS)]), _model(ANOTHER_FRAME), _model(CAMERAS)
+    seeds = _scripted_mapping(monkeypatch, [wrong, wrong, fair, good])
+    judged = {id(wrong): 0.89, id(fair): 0.95, id(good): 0.995}
+    outcome = _map_judged(tmp_path, lambda model: judged[id(model)])
+    # Two runs agreeing on `wrong` do not count; `fair` is confirmed but mapping goes on for a better covered run.
+    assert outcome.model is good and outcome.coverage == 0.995 and not outcome.unconfirmed
+    assert seeds == [0, 1, 2, 3]
+
+
+def test_with_masks_mapping_stops_at_the_first_complete_run_the_silhouettes_fully_confirm(monkeypatch, tmp_path):
+    good = _model(CAMERAS)
+    seeds = _scripted_mapping(monkeypatch, [good, _model(ANOTHER_FRAME)])
+    outcome = _map_judged(tmp_path, lambda model: 1.0)
+    assert outcome.model is good and seeds == [0]
 
 
 def test_with_masks_no_run_is_kept_when_the_silhouettes_refuse_them_all(monkeypatch, tmp_path):
-    runs = [_model(CAMERAS)] * WIDE_BASELINE_ATTEMPT.mapping_runs
-    _scripted_mapping(monkeypatch, runs)
-    outcome = sfm._map(
-        WIDE_BASELINE_ATTEMPT, tmp_path, tmp_path / "database.db", tmp_path,
-        {c.image_name: c.image_name for c in CAMERAS}, lambda: False, lambda model: False,
-    )
+    _scripted_mapping(monkeypatch, [_model(CAMERAS)] * WIDE_BASELINE_ATTEMPT.mapping_runs)
+    outcome = _map_judged(tmp_path, lambda model: sfm.MIN_SILHOUETTE_COVERAGE - 0.01)
     assert outcome.model is None and outcome.unconfirmed
 
 
@@ -141,7 +142,7 @@ def test_an_attempt_without_agreement_keeps_its_first_complete_run(monkeypatch, 
 
 
 def test_a_failure_says_when_the_permissive_attempt_found_only_disagreeing_models(monkeypatch, tmp_path):
-    def mapping(attempt, attempt_dir, database, image_dir, by_name, cancel, confirm):
+    def mapping(attempt, attempt_dir, database, image_dir, by_name, cancel, coverage):
         return sfm._Outcome(attempt, database, [], None, unconfirmed=attempt.require_agreement)
 
     monkeypatch.setattr(sfm, "_map", mapping)

@@ -40,9 +40,12 @@ AGREEMENT_MAX_ROTATION_DEG = 10.0
 AGREEMENT_MIN_SHARED = 0.8
 # With a mask for every image, a model of the permissive attempt counts when the visual hull of its cameras covers
 # at least this share of every registered view's mask (carving.silhouette_coverage), whether or not another run
-# agrees. Right cameras of the 24-view renders leave at least 0.94; the wrong model of SheenChair that two runs
-# agreed on, 0.01; one camera turned 30° about the object, 0.88-0.94, and 111°, 0.74.
-MIN_SILHOUETTE_COVERAGE = 0.85
+# agrees. Right cameras of the 24-view renders leave 0.94-1.0; wrong ones less: SheenChair's that two runs agreed
+# on 0.01, one of the nearly round WaterBottle (cameras 89° off) 0.89; one camera turned 30° about the object
+# 0.88-0.94, and 111° 0.74.
+MIN_SILHOUETTE_COVERAGE = 0.93
+# Mapping runs go on, each judged by its silhouettes, until one places every image with at least this coverage.
+GOOD_SILHOUETTE_COVERAGE = 0.99
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def structure_from_motion(
     lengths do, and `focal_length_prior` × the longer side where a photo has none. Separate COLMAP models that
     agree on shared cameras are joined (merging.py). When COLMAP's defaults leave an image out and
     `wide_baseline_retry` is set, SfM runs again with WIDE_BASELINE_ATTEMPT and the model with more images is kept.
-    When every view has a mask, the silhouettes vouch for that attempt's models (silhouettes_confirm).
+    When every view has a mask, the silhouettes judge that attempt's models (least_silhouette_coverage).
     """
     folder.mkdir(parents=True, exist_ok=True)
     image_dir, names = _image_folder(views, folder)
@@ -143,7 +146,7 @@ def structure_from_motion(
     attempts = [DEFAULT_ATTEMPT, WIDE_BASELINE_ATTEMPT] if wide_baseline_retry else [DEFAULT_ATTEMPT]
     by_name = {rename: view.name for rename, view in zip(names, views, strict=True)}
     masks = {view.name: view.mask for view in views if view.mask is not None}
-    confirm = (lambda model: silhouettes_confirm(model, masks)) if len(masks) == len(views) else None
+    coverage = (lambda model: least_silhouette_coverage(model, masks)) if len(masks) == len(views) else None
     kept: _Outcome | None = None
     unconfirmed: list[str] = []  # attempts whose mapping runs all placed the images differently
     for attempt in attempts:
@@ -156,7 +159,7 @@ def structure_from_motion(
             max_image_size=max_image_size, sift_peak_threshold=sift_peak_threshold,
             exhaustive=len(views) <= exhaustive_max_images,
         )
-        outcome = _map(attempt, attempt_dir, database, image_dir, by_name, cancel, confirm)
+        outcome = _map(attempt, attempt_dir, database, image_dir, by_name, cancel, coverage)
         if outcome.unconfirmed:
             unconfirmed.append(attempt.name)
         if kept is None or outcome.registered > kept.registered:
@@ -167,7 +170,7 @@ def structure_from_motion(
     diagnosis = _diagnose(kept.database)
     if kept.model is None:
         reasons = {by_name[n]: diagnosis.get(n, "could not be registered") for n in names}
-        raise BackendFailed(_too_few_message(0, len(views), reasons, unconfirmed, confirm is not None))
+        raise BackendFailed(_too_few_message(0, len(views), reasons, unconfirmed, coverage is not None))
     model, largest = kept.model, max(kept.reconstructions, key=lambda r: (r.num_reg_images(), r.num_points3D()))
     cameras = model.cameras
     others = {
@@ -183,7 +186,7 @@ def structure_from_motion(
         else:
             failed[by_name[name]] = diagnosis.get(name, "could not be registered")
     if len(cameras) < MIN_VIEWS:
-        raise BackendFailed(_too_few_message(len(cameras), len(views), failed, unconfirmed, confirm is not None))
+        raise BackendFailed(_too_few_message(len(cameras), len(views), failed, unconfirmed, coverage is not None))
 
     sparse_dir.mkdir(parents=True, exist_ok=True)
     if len(cameras) == largest.num_reg_images():
@@ -199,7 +202,7 @@ def structure_from_motion(
         mean_reprojection_error_px=float(largest.compute_mean_reprojection_error()),
         failed=failed,
         attempt=kept.attempt.name,
-        silhouette_coverage=min(silhouette_coverage_by_view(model, masks).values()) if confirm else None,
+        silhouette_coverage=(kept.coverage or coverage(model)) if coverage is not None else None,
     )
 
 
@@ -211,7 +214,8 @@ class _Outcome:
     database: Path
     reconstructions: list[pycolmap.Reconstruction]
     model: SfmModel | None
-    unconfirmed: bool = False  # runs gave models, but no two agreed (Attempt.require_agreement)
+    unconfirmed: bool = False  # runs gave models, but none was confirmed (Attempt.require_agreement)
+    coverage: float = 0.0  # the model's least silhouette coverage, where the silhouettes judged it
 
     @property
     def registered(self) -> int:
@@ -220,12 +224,13 @@ class _Outcome:
 
 def _map(
     attempt: Attempt, attempt_dir: Path, database: Path, image_dir: Path, by_name: dict[str, str], cancel: CancelFn,
-    confirm: Callable[[SfmModel], bool] | None = None,
+    coverage: Callable[[SfmModel], float] | None = None,
 ) -> _Outcome:
     """Incremental mapping, run up to `attempt.mapping_runs` times until every image is placed; the fullest run.
 
-    With `attempt.require_agreement` each run has its own random seed and only confirmed runs count: by `confirm`
-    when given (the silhouettes), else by another run that agrees. The outcome has no model when none is confirmed.
+    With `attempt.require_agreement` each run has its own random seed and only confirmed runs count: by their
+    silhouette `coverage` when given (at least MIN_SILHOUETTE_COVERAGE; of the fullest, the best covered is kept),
+    else by another run that agrees. The outcome has no model when none is confirmed.
     """
     best = _Outcome(attempt, database, [], None)
     earlier: list[_Outcome] = []
@@ -240,17 +245,19 @@ def _map(
         reconstructions = list(mapped.values())
         outcome = _Outcome(attempt, database, reconstructions, _joined(reconstructions, by_name))
         candidates = [outcome]
-        if attempt.require_agreement and confirm is not None:
+        if attempt.require_agreement and coverage is not None:
             earlier.append(outcome)
-            candidates = [outcome] if outcome.model is not None and confirm(outcome.model) else []
+            outcome.coverage = coverage(outcome.model) if outcome.model is not None else 0.0
+            candidates = [outcome] if outcome.coverage >= MIN_SILHOUETTE_COVERAGE else []
         elif attempt.require_agreement:
             confirming = [other for other in earlier if runs_agree(outcome.model, other.model)]
             earlier.append(outcome)
             candidates = [outcome, *confirming] if confirming else []
         for candidate in candidates:
-            if candidate.registered > best.registered:
+            if (candidate.registered, candidate.coverage) > (best.registered, best.coverage):
                 best = candidate
-        if not needs_retry(best.registered, len(by_name)):
+        judged = attempt.require_agreement and coverage is not None
+        if not needs_retry(best.registered, len(by_name)) and (not judged or best.coverage >= GOOD_SILHOUETTE_COVERAGE):
             break
     best.unconfirmed = best.model is None and any(run.model is not None for run in earlier)
     return best
@@ -280,11 +287,11 @@ def silhouette_coverage_by_view(model: SfmModel, masks: Mapping[str, np.ndarray]
     return dict(zip(names, (float(share) for share in shares), strict=True))
 
 
-def silhouettes_confirm(model: SfmModel, masks: Mapping[str, np.ndarray]) -> bool:
-    """Whether the model's cameras carve a hull that covers every registered view's mask (MIN_SILHOUETTE_COVERAGE)."""
+def least_silhouette_coverage(model: SfmModel, masks: Mapping[str, np.ndarray]) -> float:
+    """The least share of a registered view's mask that the hull of the model's cameras covers (0 below 3 views)."""
     if len(model.cameras) < MIN_VIEWS:
-        return False
-    return min(silhouette_coverage_by_view(model, masks).values()) >= MIN_SILHOUETTE_COVERAGE
+        return 0.0
+    return min(silhouette_coverage_by_view(model, masks).values())
 
 
 def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, str]) -> SfmModel | None:
