@@ -282,18 +282,12 @@ def runs_agree(first: SfmModel | None, second: SfmModel | None) -> bool:
     )
 
 
-def silhouette_coverage_by_view(model: SfmModel, masks: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Per registered view, the share of its mask that the visual hull of the model's cameras covers."""
-    names = sorted(model.cameras)
-    shares = silhouette_coverage([model.cameras[name] for name in names], [masks[name] for name in names])
-    return dict(zip(names, (float(share) for share in shares), strict=True))
-
-
 def least_silhouette_coverage(model: SfmModel, masks: Mapping[str, np.ndarray]) -> float:
     """The least share of a registered view's mask that the hull of the model's cameras covers (0 below 3 views)."""
     if len(model.cameras) < MIN_VIEWS:
         return 0.0
-    return min(silhouette_coverage_by_view(model, masks).values())
+    cameras = list(model.cameras.values())
+    return float(silhouette_coverage(cameras, [masks[name] for name in model.cameras]).min())
 
 
 def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, str]) -> SfmModel | None:
