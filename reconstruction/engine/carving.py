@@ -121,15 +121,44 @@ def silhouette_coverage(cameras: list[Camera], masks: list[np.ndarray], resoluti
     camera carves matter away that the other views see, so their coverage drops: a check of cameras estimated
     from the images that needs no ground truth. Zeros when the silhouettes share no volume at all.
     """
-    from scipy import ndimage
-
     try:
         low, high = silhouette_box(cameras, masks)
     except (BackendFailed, InvalidCapture):
         return np.zeros(len(cameras))
     grid = voxel_grid(low, high, resolution)
     kept = _may_hold_object(grid, cameras, _gaps(masks), 0).reshape(-1)
-    centres = grid.centres("cpu").numpy()[kept]
+    return _covered_shares(grid, grid.centres("cpu").numpy()[kept], cameras, masks)
+
+
+def coverage_without_each(cameras: list[Camera], masks: list[np.ndarray], resolution: int = 64) -> np.ndarray:
+    """(V, V): row v is silhouette_coverage of the other views with view v left out (its own entry 1).
+
+    Which camera, once left out, lets the others' silhouettes agree: a misplaced camera uncovers the other views more
+    than its own, so the least covered view does not name it. One carving serves every row: the hull without view v
+    is the voxels no view rules out, and those only v rules out.
+    """
+    count = len(cameras)
+    try:
+        low, high = silhouette_box(cameras, masks, tolerance=1)
+    except (BackendFailed, InvalidCapture):
+        return np.zeros((count, count))
+    grid = voxel_grid(low, high, resolution)
+    misses, last = _misses(grid, cameras, _gaps(masks))
+    centres = grid.centres("cpu").numpy()
+    shares = np.ones((count, count))
+    for left_out in range(count):
+        kept = (misses == 0) | ((misses == 1) & (last == left_out))
+        others = [i for i in range(count) if i != left_out]
+        shares[left_out, others] = _covered_shares(
+            grid, centres[kept], [cameras[i] for i in others], [masks[i] for i in others]
+        )
+    return shares
+
+
+def _covered_shares(grid: VoxelGrid, centres: np.ndarray, cameras: list[Camera], masks: list[np.ndarray]) -> np.ndarray:
+    """Per view, the share of its mask pixels that the voxels at `centres` cover, each imaged as its disk."""
+    from scipy import ndimage
+
     shares = []
     for camera, mask in zip(cameras, masks, strict=True):
         inside_mask = np.asarray(mask) >= 0.5
@@ -169,10 +198,16 @@ def _gaps(masks: list[np.ndarray]) -> list[np.ndarray]:
 
 def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray], tolerance: int) -> np.ndarray:
     """Voxels whose projection reaches an object pixel in all but at most `tolerance` views."""
+    return (_misses(grid, cameras, gaps)[0] <= tolerance).reshape(grid.shape)
+
+
+def _misses(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel (flat), how many views rule it out (no object pixel within its projection), and the last that did."""
     centres = grid.centres("cpu").numpy()
     reach = grid.voxel * math.sqrt(3) / 2  # a voxel's circumscribed radius
     misses = np.zeros(len(centres), dtype=np.int32)
-    for camera, gap in zip(cameras, gaps, strict=True):
+    last = np.full(len(centres), -1, dtype=np.int32)
+    for index, (camera, gap) in enumerate(zip(cameras, gaps, strict=True)):
         uv, depth = camera.project(centres)
         pixel = np.nan_to_num(uv - 0.5, nan=0.0, posinf=0.0, neginf=0.0)  # pixel-centre coordinates
         inside = np.clip(pixel, 0, [camera.width - 1, camera.height - 1])
@@ -185,8 +220,10 @@ def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarr
         radius = focal * reach / np.maximum(depth - reach, 1e-12) * (1 + np.nan_to_num(off_axis, nan=0.0)) + 1.0
         # A voxel this near the camera's plane projects unboundedly far: the view cannot rule it out.
         around_camera = np.abs(depth) <= reach
-        misses += ~around_camera & ((depth <= 0) | (distance > radius))
-    return (misses <= tolerance).reshape(grid.shape)
+        missed = ~around_camera & ((depth <= 0) | (distance > radius))
+        misses += missed
+        last[missed] = index
+    return misses, last
 
 
 def carve(

@@ -3,7 +3,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from reconstruction.engine.cameras import Camera, camera_looking_at, intrinsics
-from reconstruction.engine.carving import axes_convergence, box_seen_by_all, silhouette_box, silhouette_coverage
+from reconstruction.engine.carving import (
+    axes_convergence,
+    box_seen_by_all,
+    coverage_without_each,
+    silhouette_box,
+    silhouette_coverage,
+)
 from reconstruction.engine.errors import BackendFailed
 
 SIZE = 128
@@ -117,3 +123,21 @@ def test_a_hull_too_coarse_for_a_view_confirms_nothing_there(monkeypatch):
     masks = [splat(camera, points) for camera in cameras]
     monkeypatch.setattr(carving, "MAX_FOOTPRINT", 0.001)
     assert silhouette_coverage(cameras, masks).max() == 0.0
+
+
+def test_leaving_out_the_misplaced_camera_lets_the_others_agree():
+    points = chair_leg_object()
+    points[:, 0] *= 1.6
+    points[40_000:, 0] += 0.35
+    cameras = ring_cameras(12)
+    masks = [splat(camera, points) for camera in cameras]
+    placed = list(cameras)
+    placed[5] = _turned_about_the_object(cameras[5], 60.0)
+    # The misplaced view is not the least covered one: it uncovers the others more than itself.
+    assert int(np.argmin(silhouette_coverage(placed, masks))) != 5
+
+    without = coverage_without_each(placed, masks)
+
+    assert without.shape == (12, 12) and (np.diag(without) == 1.0).all()
+    assert int(without.min(axis=1).argmax()) == 5
+    assert without[5].min() > 0.97 and np.delete(without, 5, axis=0).min(axis=1).max() < 0.93

@@ -1,6 +1,7 @@
 """Mapping runs that must agree: what counts as agreement, and which run the permissive attempt keeps."""
 
 import dataclasses
+import sqlite3
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from reconstruction.engine.backends.photogrammetry.views import View
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.errors import BackendFailed
 
+from ..test_carving import _turned_about_the_object, chair_leg_object, ring_cameras, splat
 from .scenes import orbit_cameras
 
 
@@ -79,7 +81,30 @@ def _scripted_mapping(monkeypatch, models: list[SfmModel | None]) -> list[int]:
 
     monkeypatch.setattr(pycolmap, "incremental_mapping", incremental_mapping)
     monkeypatch.setattr(sfm, "_joined", lambda reconstructions, by_name: next(script))
+    monkeypatch.setattr(sfm, "_initial_pairs", lambda database, count: [(2 * k + 1, 2 * k + 2) for k in range(count)])
     return seeds
+
+
+def test_later_runs_start_from_other_strong_pairs_that_share_no_image(tmp_path):
+    database = tmp_path / "database.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE two_view_geometries (pair_id INTEGER, rows INTEGER)")
+        pairs = {(1, 2): 300, (2, 3): 250, (4, 5): 200, (1, 6): 150, (6, 7): 120, (8, 9): 0}
+        connection.executemany(
+            "INSERT INTO two_view_geometries VALUES (?, ?)",
+            [(a * sfm._PAIR_BASE + b, rows) for (a, b), rows in pairs.items()],
+        )
+    assert sfm._initial_pairs(database, 3) == [(1, 2), (4, 5), (6, 7)]
+    assert sfm._initial_pairs(database, 10) == [(1, 2), (4, 5), (6, 7)]
+    assert sfm._initial_pairs(tmp_path / "missing.db", 3) == []
+
+
+def test_mapping_stops_when_no_other_start_is_left(monkeypatch, tmp_path):
+    wrong = [_model([_turned(c, 40.0 * run) for c in CAMERAS]) for run in range(WIDE_BASELINE_ATTEMPT.mapping_runs)]
+    seeds = _scripted_mapping(monkeypatch, wrong)
+    monkeypatch.setattr(sfm, "_initial_pairs", lambda database, count: [(1, 2)])
+    outcome = _map(tmp_path, WIDE_BASELINE_ATTEMPT)
+    assert seeds == [0, 1] and outcome.model is None
 
 
 def _map(tmp_path, attempt: sfm.Attempt) -> sfm._Outcome:
@@ -114,7 +139,7 @@ def test_with_masks_the_silhouettes_judge_each_run_and_the_best_covered_is_kept(
     wrong, fair, good = _model([_turned(c, 40.0 * (i % 2)) for i, c in enumerate(CAMERAS)]), _model(ANOTHER_FRAME), _model(CAMERAS)
     seeds = _scripted_mapping(monkeypatch, [wrong, wrong, fair, good])
     judged = {id(wrong): 0.89, id(fair): 0.95, id(good): 0.995}
-    outcome = _map_judged(tmp_path, lambda model: judged[id(model)])
+    outcome = _map_judged(tmp_path, lambda model: (model, judged[id(model)], []))
     # Two runs agreeing on `wrong` do not count; `fair` is confirmed but mapping goes on for a better covered run.
     assert outcome.model is good and outcome.coverage == 0.995 and not outcome.unconfirmed
     assert seeds == [0, 1, 2, 3]
@@ -123,13 +148,13 @@ def test_with_masks_the_silhouettes_judge_each_run_and_the_best_covered_is_kept(
 def test_with_masks_mapping_stops_at_the_first_complete_run_the_silhouettes_fully_confirm(monkeypatch, tmp_path):
     good = _model(CAMERAS)
     seeds = _scripted_mapping(monkeypatch, [good, _model(ANOTHER_FRAME)])
-    outcome = _map_judged(tmp_path, lambda model: 1.0)
+    outcome = _map_judged(tmp_path, lambda model: (model, 1.0, []))
     assert outcome.model is good and seeds == [0]
 
 
 def test_with_masks_no_run_is_kept_when_the_silhouettes_refuse_them_all(monkeypatch, tmp_path):
     _scripted_mapping(monkeypatch, [_model(CAMERAS)] * WIDE_BASELINE_ATTEMPT.mapping_runs)
-    outcome = _map_judged(tmp_path, lambda model: sfm.MIN_SILHOUETTE_COVERAGE - 0.01)
+    outcome = _map_judged(tmp_path, lambda model: (model, sfm.MIN_SILHOUETTE_COVERAGE - 0.01, []))
     assert outcome.model is None and outcome.unconfirmed
 
 
@@ -162,3 +187,41 @@ def test_a_failure_says_when_the_permissive_attempt_found_only_disagreeing_model
         "The wide-baseline attempt placed the images differently on every run, so none was kept: the matches are"
         " ambiguous (a symmetric or repetitive object?)."
     )
+
+
+@pytest.fixture(scope="module")
+def leg_scene():
+    """Twelve cameras round an off-centre, oval object, and its silhouettes."""
+    points = chair_leg_object()
+    points[:, 0] *= 1.6
+    points[40_000:, 0] += 0.35
+    cameras = ring_cameras(12)
+    return cameras, {camera.image_name: splat(camera, points) for camera in cameras}
+
+
+def test_one_misplaced_camera_is_left_out_and_the_rest_kept(leg_scene):
+    cameras, masks = leg_scene
+    placed = list(cameras)
+    placed[5] = _turned_about_the_object(cameras[5], 60.0)
+    model = _model(placed)
+    assert sfm.least_silhouette_coverage(model, masks) < sfm.MIN_SILHOUETTE_COVERAGE
+
+    kept, coverage, contradicted = sfm.confirmed_by_silhouettes(model, masks)
+
+    assert contradicted == [cameras[5].image_name]
+    assert sorted(kept.cameras) == sorted(c.image_name for c in cameras if c is not cameras[5])
+    assert coverage >= sfm.MIN_SILHOUETTE_COVERAGE
+
+
+def test_a_model_wrong_in_many_views_is_not_trimmed_into_acceptance(leg_scene):
+    cameras, masks = leg_scene
+    model = _model([_turned_about_the_object(c, 60.0) if i % 3 == 0 else c for i, c in enumerate(cameras)])
+    kept, coverage, contradicted = sfm.confirmed_by_silhouettes(model, masks)
+    assert kept is model and not contradicted and coverage < sfm.MIN_SILHOUETTE_COVERAGE
+
+
+def test_right_cameras_are_confirmed_whole(leg_scene):
+    cameras, masks = leg_scene
+    model = _model(cameras)
+    kept, coverage, contradicted = sfm.confirmed_by_silhouettes(model, masks)
+    assert kept is model and not contradicted and coverage > 0.97

@@ -25,6 +25,7 @@ from .config import PhotogrammetryParams
 from .fusion import fuse
 from .meshing import poisson_mesh
 from .mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
+from .refine import apply, refine_cameras, rewrite_model
 from .sfm import DEFAULT_ATTEMPT, MIN_SILHOUETTE_COVERAGE, SparseModel, structure_from_motion
 from .silhouettes import hull_fill
 from .views import MIN_VIEWS, View, undistorted, views_from_capture, with_background_masks
@@ -32,16 +33,18 @@ from .views import MIN_VIEWS, View, undistorted, views_from_capture, with_backgr
 # Share of each view's sparse-point depth span added on either side of the sweep range.
 DEPTH_MARGIN = 0.15
 MIN_POINTS_FOR_RANGE = 10
+# The quick stereo pass that seeds the dense tracks of camera refinement runs at this fraction of the stereo size.
+REFINE_DEPTH_REDUCTION = 4
 
 # Shares of the whole run given to each stage, for progress reports.
-_STAGES = {"sfm": (0.0, 0.15), "mvs": (0.15, 0.75), "fusion": (0.75, 0.8), "meshing": (0.8, 0.88), "texture": (0.88, 1.0)}
+_STAGES = {"sfm": (0.0, 0.15), "refine": (0.15, 0.2), "mvs": (0.2, 0.75), "fusion": (0.75, 0.8), "meshing": (0.8, 0.88), "texture": (0.88, 1.0)}
 
 
 class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.4.0"
+    version = "1.5.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -139,6 +142,11 @@ class PhotogrammetryBackend:
         if cut_masks:
             views = _unless_contradicted(views, sparse.silhouette_coverage if sparse else None, metrics, log)
         views = [undistorted(view) for view in views]
+        if sparse is not None and config.refine_cameras:
+            refine_started = time.perf_counter()
+            views, points = _refined(views, points, sparse_dir, config, device, cancel, metrics, log)
+            timings["refine"] = time.perf_counter() - refine_started
+            progress("refine", _STAGES["refine"][1], "cameras refined on dense tracks")
         stereo_views = [view.resized(config.mvs_max_image_size) for view in views]
         cams: list[Camera] = [v.camera for v in stereo_views]  # type: ignore[misc]
         centre = np.median(points, axis=0) if len(points) else axes_convergence(cams)
@@ -223,6 +231,57 @@ class PhotogrammetryBackend:
             parameters=dataclasses.asdict(config),
             log=log,
         )
+
+
+def _refined(
+    views: list[View], points: np.ndarray, sparse_dir: Path, config: PhotogrammetryParams, device: torch.device,
+    cancel: CancelFn, metrics: dict[str, Any], log: list[str],
+) -> tuple[list[View], np.ndarray]:
+    """The views with SfM's cameras refined on dense tracks (refine.py), and the sparse points in the refined frame.
+
+    The tracks start from the depth maps of a quick stereo pass at a quarter of the stereo resolution, which puts
+    them within the few pixels Lucas-Kanade converges from. The COLMAP model in `sparse_dir` moves along.
+    """
+    _check(cancel, "before camera refinement")
+    stereo_views = [view.resized(config.mvs_max_image_size) for view in views]
+    cameras: list[Camera] = [v.camera for v in stereo_views]  # type: ignore[misc]
+    centre = np.median(points, axis=0) if len(points) else axes_convergence(cameras)
+    neighbours = select_neighbours(cameras, centre, config.neighbours)
+    full = [StereoImage.build(v.name, v.image, v.mask, v.camera, device) for v in stereo_views]  # type: ignore[arg-type]
+    coarse_views = [v.resized(max(64, config.mvs_max_image_size // REFINE_DEPTH_REDUCTION)) for v in stereo_views]
+    coarse = [StereoImage.build(v.name, v.image, v.mask, v.camera, device) for v in coarse_views]  # type: ignore[arg-type]
+    depths = []
+    for index, near_far in enumerate(_depth_ranges([v.camera for v in coarse_views], points, centre)):  # type: ignore[misc]
+        _check(cancel, "during camera refinement")
+        others = [coarse[j] for j in neighbours[index]]
+        depth = (
+            estimate_depth(coarse[index], others, near_far, hypotheses=max(16, config.depth_hypotheses // 2),
+                           patch=config.patch_size, min_ncc=config.min_ncc).depth
+            if others else torch.zeros(coarse[index].height, coarse[index].width, device=device)
+        )
+        upsampled = torch.nn.functional.interpolate(depth[None, None], size=(full[index].height, full[index].width), mode="nearest")[0, 0]
+        depths.append(DepthMap(depth=upsampled, confidence=torch.zeros_like(upsampled)))
+    refinement = refine_cameras(full, depths, neighbours)
+    if refinement is None:
+        log.append("camera refinement skipped: too few dense tracks in some view; SfM's cameras kept")
+        return views, points
+    refined = apply(refinement, [v.camera for v in views])  # type: ignore[misc]
+    rewrite_model(sparse_dir, refinement, refined)
+    metrics["camera_refinement"] = {
+        "tracks": refinement.tracks,
+        "observations": refinement.observations,
+        "least_observations_in_a_view": min(refinement.observations_per_view),
+        "reprojection_error_px": {"before": round(refinement.error_before_px, 4), "after": round(refinement.error_after_px, 4)},
+        "focal_length_change": round(refinement.focal_change, 5),
+        "median_rotation_change_deg": round(refinement.rotation_change_deg, 4),
+    }
+    log.append(
+        f"cameras refined on {refinement.tracks} dense tracks: reprojection error {refinement.error_before_px:.3f} → "
+        f"{refinement.error_after_px:.3f} px, focal length {refinement.focal_change:+.2%}, "
+        f"median turn {refinement.rotation_change_deg:.3f}°"
+    )
+    views = [dataclasses.replace(view, camera=camera) for view, camera in zip(views, refined, strict=True)]
+    return views, transform_points(refinement.world_from_old, points) if len(points) else points
 
 
 def _unless_contradicted(

@@ -18,7 +18,7 @@ import pycolmap
 # isort: on
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
-from reconstruction.engine.carving import silhouette_coverage
+from reconstruction.engine.carving import coverage_without_each, silhouette_coverage
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import pose_errors
 from reconstruction.engine.protocol import CancelFn
@@ -46,6 +46,10 @@ AGREEMENT_MIN_SHARED = 0.8
 MIN_SILHOUETTE_COVERAGE = 0.93
 # Mapping runs go on, each judged by its silhouettes, until one places every image with at least this coverage.
 GOOD_SILHOUETTE_COVERAGE = 0.99
+# A model that falls short only because of a camera or two (the rocker arm seen end-on, placed 11° off: 0.926, and
+# 1.0 without it) keeps the rest: the least covered view is left out while coverage stays short, up to this share
+# of the views. A wrong model of a symmetric object contradicts the silhouettes in most views and stays refused.
+MAX_CONTRADICTED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ class Attempt:
     max_ratio: float | None = None  # Lowe's ratio test; None keeps COLMAP's 0.8
     mapper: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
-    # Incremental mapping starts from a random pair and samples randomly: on weak matches one run may split the
-    # views into two models where the next places them all. Mapping is cheap next to extraction and matching.
+    # On weak matches a run may split the views into two models where a run from another initial pair places them
+    # all. Mapping is cheap next to extraction and matching.
     mapping_runs: int = 1
     # Keep only a model that a second run, from another random seed, places alike (runs_agree), or, when every
     # image has a mask, whose cameras the silhouettes confirm (MIN_SILHOUETTE_COVERAGE). On ambiguous matches
@@ -148,7 +152,7 @@ def structure_from_motion(
     attempts = [DEFAULT_ATTEMPT, WIDE_BASELINE_ATTEMPT] if wide_baseline_retry else [DEFAULT_ATTEMPT]
     by_name = {rename: view.name for rename, view in zip(names, views, strict=True)}
     masks = {view.name: view.mask for view in views if view.mask is not None}
-    coverage = (lambda model: least_silhouette_coverage(model, masks)) if len(masks) == len(views) else None
+    coverage = (lambda model: confirmed_by_silhouettes(model, masks)) if len(masks) == len(views) else None
     kept: _Outcome | None = None
     unconfirmed: list[str] = []  # attempts whose mapping runs all placed the images differently
     for attempt in attempts:
@@ -183,7 +187,12 @@ def structure_from_motion(
     for name in names:
         if by_name[name] in cameras:
             continue
-        if name in others:
+        if by_name[name] in kept.contradicted:
+            failed[by_name[name]] = (
+                "placed by structure from motion where its silhouette contradicts the other views (a misplaced "
+                "camera), so left out"
+            )
+        elif name in others:
             failed[by_name[name]] = f"registered only in a separate model of {others[name]} images not connected to the main one"
         else:
             failed[by_name[name]] = diagnosis.get(name, "could not be registered")
@@ -204,7 +213,7 @@ def structure_from_motion(
         mean_reprojection_error_px=float(largest.compute_mean_reprojection_error()),
         failed=failed,
         attempt=kept.attempt.name,
-        silhouette_coverage=(kept.coverage or coverage(model)) if coverage is not None else None,
+        silhouette_coverage=(kept.coverage or coverage(model)[1]) if coverage is not None else None,
     )
 
 
@@ -218,6 +227,7 @@ class _Outcome:
     model: SfmModel | None
     unconfirmed: bool = False  # runs gave models, but none was confirmed (Attempt.require_agreement)
     coverage: float = 0.0  # the model's least silhouette coverage, where the silhouettes judged it
+    contradicted: list[str] = field(default_factory=list)  # views left out of `model`: their silhouettes contradict it
 
     @property
     def registered(self) -> int:
@@ -226,22 +236,30 @@ class _Outcome:
 
 def _map(
     attempt: Attempt, attempt_dir: Path, database: Path, image_dir: Path, by_name: dict[str, str], cancel: CancelFn,
-    coverage: Callable[[SfmModel], float] | None = None,
+    coverage: Callable[[SfmModel], tuple[SfmModel, float, list[str]]] | None = None,
 ) -> _Outcome:
     """Incremental mapping, run up to `attempt.mapping_runs` times until every image is placed; the fullest run.
 
-    With `attempt.require_agreement` each run has its own random seed and only confirmed runs count: by their
-    silhouette `coverage` when given (at least MIN_SILHOUETTE_COVERAGE; of the fullest, the best covered is kept),
-    else by another run that agrees. The outcome has no model when none is confirmed.
+    With `attempt.require_agreement` each run after the first starts from another strong image pair, and only
+    confirmed runs count: by their silhouette `coverage` when given (at least MIN_SILHOUETTE_COVERAGE once up to
+    MAX_CONTRADICTED_SHARE of the views are left out; of the fullest, the best covered is kept), else by another run
+    that agrees. The outcome has no model when none is confirmed.
     """
     best = _Outcome(attempt, database, [], None)
     earlier: list[_Outcome] = []
+    # COLMAP's mapping gives the same model from the same matches whatever its seed, so runs after the first start
+    # from other strong image pairs, or they would only repeat (and "agree" with) the first.
+    starts = _initial_pairs(database, attempt.mapping_runs - 1) if attempt.require_agreement else []
     for run in range(attempt.mapping_runs):
+        if run > 0 and attempt.require_agreement and run - 1 >= len(starts):
+            break
         models_dir = attempt_dir / f"models-{run}"
         models_dir.mkdir(exist_ok=True)
         options = _mapping_options(attempt)
         if attempt.require_agreement:
             options.random_seed = options.mapper.random_seed = options.triangulation.random_seed = run
+            if run > 0:
+                options.init_image_id1, options.init_image_id2 = starts[run - 1]
         mapped = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
         _check_cancel(cancel)
         reconstructions = list(mapped.values())
@@ -249,7 +267,8 @@ def _map(
         candidates = [outcome]
         if attempt.require_agreement and coverage is not None:
             earlier.append(outcome)
-            outcome.coverage = coverage(outcome.model) if outcome.model is not None else 0.0
+            if outcome.model is not None:
+                outcome.model, outcome.coverage, outcome.contradicted = coverage(outcome.model)
             candidates = [outcome] if outcome.coverage >= MIN_SILHOUETTE_COVERAGE else []
         elif attempt.require_agreement:
             confirming = [other for other in earlier if runs_agree(outcome.model, other.model)]
@@ -290,6 +309,36 @@ def least_silhouette_coverage(model: SfmModel, masks: Mapping[str, np.ndarray]) 
     return float(silhouette_coverage(cameras, [masks[name] for name in model.cameras]).min())
 
 
+def confirmed_by_silhouettes(
+    model: SfmModel, masks: Mapping[str, np.ndarray]
+) -> tuple[SfmModel, float, list[str]]:
+    """The model less the few views whose silhouettes contradict it, its least coverage, and the views left out.
+
+    While some view's mask is covered less than MIN_SILHOUETTE_COVERAGE, the camera whose leaving out covers the rest
+    best is left out (carving.coverage_without_each), up to MAX_CONTRADICTED_SHARE of the views; when that does not
+    bring every view up to it, the model is returned whole with its own coverage.
+    """
+    if len(model.cameras) < MIN_VIEWS:
+        return model, 0.0, []
+    cameras = dict(model.cameras)
+    least = first = float(silhouette_coverage(list(cameras.values()), [masks[n] for n in cameras]).min())
+    contradicted: list[str] = []
+    allowed = int(MAX_CONTRADICTED_SHARE * len(cameras))
+    while least < MIN_SILHOUETTE_COVERAGE and len(contradicted) < allowed and len(cameras) > MIN_VIEWS:
+        names = list(cameras)
+        without = coverage_without_each([cameras[n] for n in names], [masks[n] for n in names])
+        best = int(without.min(axis=1).argmax())
+        least = float(without[best].min())
+        contradicted.append(names[best])
+        del cameras[names[best]]
+    if least < MIN_SILHOUETTE_COVERAGE:
+        return model, first, []
+    if not contradicted:
+        return model, least, []
+    point_views = [[name for name in seen if name in cameras] for seen in model.point_views]
+    return SfmModel(cameras, model.points, point_views), least, contradicted
+
+
 def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, str]) -> SfmModel | None:
     """COLMAP's models as cameras and points by view name, the separate ones joined where they agree."""
     models = []
@@ -303,6 +352,24 @@ def _joined(reconstructions: list[pycolmap.Reconstruction], by_name: dict[str, s
         ]
         models.append(SfmModel(cameras, np.asarray(points, dtype=np.float64).reshape(-1, 3), point_views))
     return merge_models(models) if models else None
+
+
+def _initial_pairs(database: Path, count: int) -> list[tuple[int, int]]:
+    """Up to `count` image pairs with the most verified matches, no image in two of them (database image ids)."""
+    if count <= 0 or not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT pair_id, rows FROM two_view_geometries WHERE rows > 0 ORDER BY rows DESC")
+        pairs = [((pair_id - pair_id % _PAIR_BASE) // _PAIR_BASE, pair_id % _PAIR_BASE) for pair_id, _ in rows]
+    chosen: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for first, second in pairs:
+        if first not in used and second not in used:
+            chosen.append((int(first), int(second)))
+            used.update((first, second))
+            if len(chosen) == count:
+                break
+    return chosen
 
 
 def needs_retry(registered: int, total: int) -> bool:
