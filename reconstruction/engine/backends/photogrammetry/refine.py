@@ -166,15 +166,16 @@ def _track(ref: StereoImage, other: StereoImage, pixels: torch.Tensor, world: to
     """Where each reference pixel lies in `other`, tracked from the depth's prediction; NaN where it is lost."""
     predicted, z = _project(other, world)
     # The reference patch as `other` sees it, to first order: the local affine map of a plane at the pixel's depth.
-    step_u = _project(other, _backproject(ref, pixels + torch.tensor([1.0, 0.0]), _depth_of(ref, world)))[0]
-    step_v = _project(other, _backproject(ref, pixels + torch.tensor([0.0, 1.0]), _depth_of(ref, world)))[0]
+    depth = _depth_of(ref, world)
+    step_u = _project(other, _backproject(ref, pixels + pixels.new_tensor([1.0, 0.0]), depth))[0]
+    step_v = _project(other, _backproject(ref, pixels + pixels.new_tensor([0.0, 1.0]), depth))[0]
     affine = torch.stack([step_u - predicted, step_v - predicted], dim=2)  # (M, 2, 2): columns per unit u, v
     offsets = _offsets(pixels.device)  # (P, 2)
     template = _sample(ref.gray, pixels[:, None, :] + offsets[None])  # (M, P)
     template = _normalised(template)
     position = predicted.clone()
     gx, gy = _gradients(other.gray)
-    converged = torch.zeros(len(pixels), dtype=torch.bool)
+    converged = torch.zeros(len(pixels), dtype=torch.bool, device=pixels.device)
     # Gauss-Newton on the normalised patch difference: the shift alone first, from the plane's affine map, then the
     # affine map too, since a slanted patch seen from 20-40° apart is foreshortened unlike the plane at its depth.
     for iteration in range(LK_ITERATIONS):
@@ -193,7 +194,7 @@ def _track(ref: StereoImage, other: StereoImage, pixels: torch.Tensor, world: to
         gradient = (jacobian * residual[..., None]).sum(1)
         size = hessian.shape[1]
         damping = 1e-6 * hessian.diagonal(dim1=1, dim2=2).sum(1)[:, None, None] / size + 1e-12
-        solution, info = torch.linalg.solve_ex(hessian + damping * torch.eye(size), -gradient[..., None])
+        solution, info = torch.linalg.solve_ex(hessian + damping * torch.eye(size, device=hessian.device), -gradient[..., None])
         delta = torch.where((info == 0)[:, None], solution[..., 0], torch.zeros_like(gradient))
         delta = torch.nan_to_num(delta)
         step = delta[:, :2].clamp(-2.0, 2.0)
