@@ -28,15 +28,6 @@ def _backproject(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
     return view.R.T @ (camera_points - view.t[:, None])
 
 
-def _project(view: StereoImage, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel coordinates (2, N) and depths (N,) of world points (3, N)."""
-    camera_points = view.R @ points + view.t[:, None]
-    z = camera_points[2]
-    safe = torch.where(z.abs() > 1e-9, z, torch.full_like(z, 1e-9))
-    pixels = (view.K @ camera_points)[:2] / safe
-    return pixels, z
-
-
 def _sample(image: torch.Tensor, pixels: torch.Tensor, view: StereoImage, mode: str = "nearest") -> torch.Tensor:
     """Values of a (H, W) map at pixel coordinates (2, N); 0 outside."""
     grid = torch.stack([2 * pixels[0] / view.width - 1, 2 * pixels[1] / view.height - 1], dim=-1)
@@ -74,11 +65,11 @@ def consistent_points(
     summed = points.clone()
     for j in neighbours:
         other = views[j]
-        pixels, _ = _project(other, points)
+        pixels, _ = other.project(points)
         other_depth = _sample(depths[j].depth, pixels, other)
         back_rays = torch.linalg.inv(other.K) @ torch.cat([pixels, torch.ones_like(pixels[:1])])
         back = other.R.T @ (back_rays * other_depth - other.t[:, None])
-        reprojected, reprojected_depth = _project(ref, back)
+        reprojected, reprojected_depth = ref.project(back)
         pixel_error = (reprojected - ref_pixels).norm(dim=0)
         depth_error = (reprojected_depth - ref_depth).abs() / ref_depth
         ok = (other_depth > 0) & (pixel_error < max_pixels) & (depth_error < max_relative_depth)

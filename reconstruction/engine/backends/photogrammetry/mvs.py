@@ -59,6 +59,13 @@ class StereoImage:
     def width(self) -> int:
         return int(self.gray.shape[3])
 
+    def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel coordinates (2, N) and depths (N,) of world points (3, N)."""
+        camera_points = self.R @ points + self.t[:, None]
+        z = camera_points[2]
+        safe = torch.where(z.abs() > 1e-9, z, torch.full_like(z, 1e-9))
+        return (self.K @ camera_points)[:2] / safe, z
+
     def rays(self) -> torch.Tensor:
         """Camera-space rays with z = 1 through each pixel centre, (3, H*W)."""
         v, u = torch.meshgrid(

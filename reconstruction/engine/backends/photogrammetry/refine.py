@@ -156,17 +156,16 @@ def _backproject(view: StereoImage, pixels: torch.Tensor, depth: torch.Tensor) -
 
 
 def _project(view: StereoImage, world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    camera = view.R @ world.T + view.t[:, None]
-    z = camera[2]
-    uv = (view.K @ (camera / z.clamp_min(1e-12)))[:2].T
-    return uv, z
+    """StereoImage.project for points as rows: pixels (N, 2) and depths (N,)."""
+    pixels, z = view.project(world.T)
+    return pixels.T, z
 
 
 def _track(ref: StereoImage, other: StereoImage, pixels: torch.Tensor, world: torch.Tensor) -> torch.Tensor:
     """Where each reference pixel lies in `other`, tracked from the depth's prediction; NaN where it is lost."""
     predicted, z = _project(other, world)
     # The reference patch as `other` sees it, to first order: the local affine map of a plane at the pixel's depth.
-    depth = _depth_of(ref, world)
+    depth = _project(ref, world)[1]
     step_u = _project(other, _backproject(ref, pixels + pixels.new_tensor([1.0, 0.0]), depth))[0]
     step_v = _project(other, _backproject(ref, pixels + pixels.new_tensor([0.0, 1.0]), depth))[0]
     affine = torch.stack([step_u - predicted, step_v - predicted], dim=2)  # (M, 2, 2): columns per unit u, v
@@ -221,10 +220,6 @@ def _eroded(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """`mask` (H, W, bool) shrunk by `radius` pixels (a square neighbourhood)."""
     outside = (~mask).float()[None, None]
     return F.max_pool2d(outside, 2 * radius + 1, stride=1, padding=radius)[0, 0] == 0
-
-
-def _depth_of(view: StereoImage, world: torch.Tensor) -> torch.Tensor:
-    return (view.R @ world.T + view.t[:, None])[2]
 
 
 def _offsets(device: torch.device) -> torch.Tensor:
