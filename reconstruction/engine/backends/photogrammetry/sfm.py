@@ -137,7 +137,7 @@ def structure_from_motion(
     lengths do, and `focal_length_prior` × the longer side where a photo has none. Separate COLMAP models that
     agree on shared cameras are joined (merging.py). When COLMAP's defaults leave an image out and
     `wide_baseline_retry` is set, SfM runs again with WIDE_BASELINE_ATTEMPT and the model with more images is kept.
-    When every view has a mask, the silhouettes judge that attempt's models (least_silhouette_coverage).
+    When every view has a mask, the silhouettes judge that attempt's models (confirmed_by_silhouettes).
     """
     folder.mkdir(parents=True, exist_ok=True)
     image_dir, names = _image_folder(views, folder)
@@ -321,7 +321,7 @@ def confirmed_by_silhouettes(
     if len(model.cameras) < MIN_VIEWS:
         return model, 0.0, []
     cameras = dict(model.cameras)
-    least = first = float(silhouette_coverage(list(cameras.values()), [masks[n] for n in cameras]).min())
+    least = first = least_silhouette_coverage(model, masks)
     contradicted: list[str] = []
     allowed = int(MAX_CONTRADICTED_SHARE * len(cameras))
     while least < MIN_SILHOUETTE_COVERAGE and len(contradicted) < allowed and len(cameras) > MIN_VIEWS:
