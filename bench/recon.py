@@ -47,6 +47,7 @@ from reconstruction.engine.metrics import (  # noqa: E402
     sample_surface,
 )
 from reconstruction.engine.protocol import MULTI_VIEW, ReconstructionResult  # noqa: E402
+from reconstruction.engine.registry import get_backend  # noqa: E402
 from reconstruction.engine.render import load_scene, render_capture, render_views, turntable_cameras  # noqa: E402
 
 DEFAULT_SCANS = Path(os.environ.get("ASSAY_SHARED_DATA") or REPO.parent / "shared" / "data") / "gltf"
@@ -298,6 +299,18 @@ def score_run(
             np.asarray(Image.open(workdir / "eval" / c.image_name).convert("RGB")) for c in views["held_out"]
         ]
         entry["images"] = _image_scores(synthesised, views["references"])
+    elif len(estimated) >= 3 and hasattr(get_backend(result.backend), "render_cameras"):
+        # Cameras found from the photos: the held-out ones are carried into the run's frame by the similarity its
+        # cameras give, so view synthesis is judged with the calibration's errors included.
+        names = sorted(estimated)
+        into_run = np.linalg.inv(
+            align_by_cameras(np.array([estimated[n][1] for n in names]), np.array([views["truth"][n][1] for n in names]))
+        )
+        held_out = [camera.in_frame(into_run) for camera in views["held_out"]]
+        rendered = get_backend(result.backend).render_cameras(workdir, held_out, workdir / "eval")
+        synthesised = [np.asarray(Image.open(path).convert("RGB")) for path in rendered]
+        entry["images"] = _image_scores(synthesised, views["references"])
+    if transform is None:  # the mesh is in the capture's frame now (or was all along)
         mesh_views = [view.rgb for view in render_views(prediction, views["held_out"])]
         entry["mesh_images"] = _image_scores(mesh_views, views["references"])
     if len(estimated) >= 3:

@@ -102,6 +102,14 @@ class Camera:
         directions = homogeneous @ np.linalg.inv(self.K).T @ self.R
         return directions / np.linalg.norm(directions, axis=1, keepdims=True)
 
+    def in_frame(self, transform: np.ndarray) -> Camera:
+        """The same camera in the frame that the similarity `transform` (4×4, scale included) carries this one's
+        world points to: the pixels it sees do not change."""
+        scale = float(np.cbrt(np.linalg.det(transform[:3, :3])))
+        rotation = transform[:3, :3] / scale
+        R = self.R @ rotation.T
+        return Camera(self.image_name, self.width, self.height, self.K, R, scale * self.t - R @ transform[:3, 3], self.distortion)
+
     def scaled(self, factor: float) -> Camera:
         """The same view for an image resized by `factor` (intrinsics scale, pose unchanged)."""
         K = self.K.copy()

@@ -82,6 +82,21 @@ def test_scaled_camera_projects_to_scaled_pixels():
     assert (half.width, half.height) == (32, 24)
 
 
+def test_a_camera_in_another_frame_sees_the_moved_points_at_the_same_pixels():
+    camera = camera_looking_at("a.png", 64, 48, intrinsics(40, 42, 32, 24), eye=[1.0, 2.0, 3.0], target=[0, 0, 0])
+    angle = 0.7
+    transform = np.eye(4)
+    transform[:3, :3] = 2.5 * np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    transform[:3, 3] = [0.3, -1.0, 4.0]
+    points = np.array([[0.1, 0.2, -0.1], [-0.3, 0.0, 0.2]])
+    moved = camera.in_frame(transform)
+    uv, depth = camera.project(points)
+    moved_uv, moved_depth = moved.project(points @ transform[:3, :3].T + transform[:3, 3])
+    np.testing.assert_allclose(moved_uv, uv, atol=1e-9)
+    np.testing.assert_allclose(moved_depth, 2.5 * depth)
+    np.testing.assert_allclose(moved.R @ moved.R.T, np.eye(3), atol=1e-12)
+
+
 def test_colmap_text_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     cameras = [

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCaptur
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
 from reconstruction.engine.fields.occupancy import OccupancyGrid
 from reconstruction.engine.fields.params import FieldParams
+from reconstruction.engine.fields.photos_only import after_calibration, calibrated
 from reconstruction.engine.fields.rays import camera_rays, ray_box
 from reconstruction.engine.fields.volume import render_rays
 from reconstruction.engine.meshes import Mesh, simplify
@@ -44,6 +45,7 @@ ALIVE_DENSITY = 0.01  # density per voxel below which a grid point counts as emp
 RENDER_CHUNK = 8192
 VALIDATION_SIZE = 64
 TRAIN_SHARE = 0.85  # of the time budget; the rest is for meshing, texturing and writing
+MIN_TRAINING_S = 60.0  # left to training however long calibration took
 BYTES_PER_VOXEL = (1 + SH_CHANNELS) * 4 * 4  # value, gradient and two Adam moments, float32
 BYTES_PER_SAMPLE = 160  # positions, masks, gathered values and their gradients of one ray sample
 
@@ -83,14 +85,30 @@ def fit_field(
     device = resolve_device(config.device)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    assert capture.cameras is not None  # the backend's capabilities require known cameras
 
     def check() -> None:
         if cancel():
             raise Cancelled("Cancelled by request.")
 
     with cpu_threads(device, config.threads):
-        return _fit(kind, backend_name, config, capture, workdir, device, progress, check, extra_loss, after_step)
+        if capture.cameras is not None:
+            return _fit(kind, backend_name, config, capture, workdir, device, progress, check, extra_loss, after_step)
+        requested_budget = config.time_budget_s
+        with measure(device) as usage:  # the run's cost includes calibration
+            started = time.perf_counter()
+            found = calibrated(capture, workdir, device, progress, cancel)
+            spent = time.perf_counter() - started
+            # The budget is the whole run's: training gets what calibration left, and a little at least.
+            config = replace(config, time_budget_s=max(config.time_budget_s - spent, MIN_TRAINING_S))
+            result = _fit(
+                kind, backend_name, config, found.capture, workdir, device, after_calibration(progress), check,
+                extra_loss, after_step,
+            )
+        result.resources = usage
+        result.parameters["time_budget_s"] = requested_budget
+        result.metrics["calibration"] = {**found.metrics, "seconds": round(spent, 3)}
+        result.log[:0] = found.log
+        return result
 
 
 @contextmanager

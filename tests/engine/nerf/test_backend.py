@@ -44,7 +44,7 @@ def test_is_registered_with_its_schema():
     assert isinstance(backend, Backend)
     assert backend.parameter_schema == json_schema(NerfParams)
     assert backend.parameter_schema["properties"]["time_budget_s"]["default"] == 600.0
-    assert backend.capabilities.needs_known_cameras and backend.capabilities.produces_texture
+    assert not backend.capabilities.needs_known_cameras and backend.capabilities.produces_texture
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """Small synthetic scenes with exact cameras and depth, rendered by ray casting procedurally coloured meshes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import open3d as o3d
 import trimesh
@@ -58,3 +60,22 @@ def two_planes() -> trimesh.Trimesh:
     front = trimesh.creation.box(extents=(1.2, 1.2, 0.01))
     front.apply_translation((0.3, 0.1, 0.4))
     return trimesh.util.concatenate([back, front])
+
+
+def textured_blob_photos(folder: Path, views: int = 24, size: int = 256) -> tuple[trimesh.Trimesh, list[Camera]]:
+    """Photos of a bumpy textured blob on white, as users upload them (no cameras, no masks), and the truth.
+
+    SfM needs more than the 128-pixel captures: 24 views at 256 px, the procedural colours 3× finer across the
+    blob than on the unit shapes, enough corners for SIFT.
+    """
+    from PIL import Image
+
+    blob = trimesh.creation.icosphere(subdivisions=4, radius=0.8)
+    direction = blob.vertices / np.linalg.norm(blob.vertices, axis=1, keepdims=True)
+    blob.vertices = blob.vertices * (1 + 0.15 * np.sin(3 * direction[:, [0]]) * np.cos(2 * direction[:, [1]]))
+    blob.vertices *= 3.0
+    cameras = orbit_cameras(views, size, radius=9.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for camera in cameras:
+        Image.fromarray((render(blob, camera)[0] * 255).round().astype(np.uint8)).save(folder / camera.image_name)
+    return blob, cameras

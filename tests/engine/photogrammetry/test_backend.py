@@ -16,7 +16,7 @@ from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCaptur
 from reconstruction.engine.protocol import MULTI_VIEW, Backend
 from reconstruction.engine.registry import available_backends
 
-from .scenes import orbit_cameras, pattern, render
+from .scenes import orbit_cameras, pattern, render, textured_blob_photos
 
 
 def _quiet(*_args) -> None:
@@ -199,7 +199,7 @@ def test_masks_are_cut_from_a_plain_background_only_when_every_image_allows_it()
 def test_the_wide_baseline_retry_runs_by_default_only_where_silhouettes_can_confirm_it(
     monkeypatch, tmp_path, setting, background, retried
 ):
-    from reconstruction.engine.backends.photogrammetry import backend
+    from reconstruction.engine.backends.photogrammetry import calibration
 
     asked = {}
 
@@ -207,7 +207,7 @@ def test_the_wide_baseline_retry_runs_by_default_only_where_silhouettes_can_conf
         asked.update(kwargs, masked=all(view.mask is not None for view in views))
         raise BackendFailed("stop here")
 
-    monkeypatch.setattr(backend, "structure_from_motion", structure_from_motion)
+    monkeypatch.setattr(calibration, "structure_from_motion", structure_from_motion)
     if background is None:  # photos of a scene: nothing to cut masks from
         images = [_noise(96, i) / 255.0 for i in range(3)]
     else:
@@ -222,7 +222,7 @@ def test_the_wide_baseline_retry_runs_by_default_only_where_silhouettes_can_conf
 
 
 def test_masks_cut_from_the_background_are_dropped_where_the_cameras_contradict_them():
-    from reconstruction.engine.backends.photogrammetry.backend import _unless_contradicted
+    from reconstruction.engine.backends.photogrammetry.calibration import _unless_contradicted
 
     box = trimesh.creation.box(extents=(1.2, 0.7, 0.9))
     views = []
@@ -244,15 +244,8 @@ def test_masks_cut_from_the_background_are_dropped_where_the_cameras_contradict_
 
 @pytest.mark.slow
 def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_path):
-    # SfM needs more than the 128-pixel blob capture: 16 views at 256 px. No cameras and no masks: what users upload.
-    blob = trimesh.creation.icosphere(subdivisions=4, radius=0.8)
-    direction = blob.vertices / np.linalg.norm(blob.vertices, axis=1, keepdims=True)
-    blob.vertices = blob.vertices * (1 + 0.15 * np.sin(3 * direction[:, [0]]) * np.cos(2 * direction[:, [1]]))
-    blob.vertices *= 3.0  # the procedural colours 3× finer across it, enough corners for SIFT
     photos, folder = tmp_path / "photos", tmp_path / "truth"
-    cameras = orbit_cameras(16, 256, radius=9.0)
-    for camera in cameras:
-        _save(photos, camera.image_name, (render(blob, camera)[0] * 255).round().astype(np.uint8))
+    blob, cameras = textured_blob_photos(photos)
     write_colmap_text(folder / "sparse", cameras)
     result = PhotogrammetryBackend().run(
         Capture.load(photos), tmp_path / "out",
@@ -270,9 +263,9 @@ def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_pat
     errors = metrics.pose_errors(
         {n: (found[n].R, found[n].center) for n in names}, {n: (truth[n].R, truth[n].center) for n in names}
     )
-    # SfM alone left them about a degree off (the refinement turned them by 1.05° and shortened the focal length by
-    # 2.6%); refined, 0.12°.
-    assert errors["rotation_error_deg"]["median"] < 0.3 and refinement["median_rotation_change_deg"] > 0.3
+    # SfM alone left them 0.12–0.52° off (median, over runs of these photos: COLMAP's verified matches vary from run
+    # to run); refined, 0.04°.
+    assert errors["rotation_error_deg"]["median"] < 0.1
     glb = trimesh.load(result.mesh_path)
     mesh = glb.to_geometry() if isinstance(glb, trimesh.Scene) else glb
     mesh.apply_transform(

@@ -1,14 +1,17 @@
 """The `sdf` backend on a tiny rendered capture: a watertight zero level set near the truth, novel views, failures."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from reconstruction.engine.backends.sdf import SdfBackend, SdfParams
+from reconstruction.engine.cameras import read_colmap_text
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.fields.dense import DenseField
-from reconstruction.engine.metrics import compare_meshes, load_mesh, psnr
+from reconstruction.engine.metrics import align_by_cameras, compare_meshes, load_mesh, psnr
 from reconstruction.engine.params import json_schema
 from reconstruction.engine.protocol import Backend
 from reconstruction.engine.registry import get_backend
@@ -20,6 +23,7 @@ from tests.engine.nerf.scenes import (
     held_out_cameras,
     render_tiny_capture,
 )
+from tests.engine.photogrammetry.scenes import textured_blob_photos
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +86,33 @@ def test_nan_loss_fails_with_the_reason(tiny_capture, tmp_path, monkeypatch):
 def test_cancel_stops_the_run(tiny_capture, tmp_path):
     with pytest.raises(Cancelled, match=r"^Cancelled by request\.$"):
         run(tiny_capture, tmp_path / "out", QUICK, cancel=lambda: True)
+
+
+@pytest.mark.slow
+def test_photos_alone_are_calibrated_by_structure_from_motion(tmp_path):
+    # What users upload: photos, no cameras, no masks. The photogrammetry calibration places and refines the
+    # cameras, the masks cut from the white background are confirmed by them, and the field trains in SfM's frame.
+    blob, truth = textured_blob_photos(tmp_path / "photos")
+    events = []
+    result = SdfBackend().run(
+        Capture.load(tmp_path / "photos"), tmp_path / "out",
+        params={**QUICK, "resolution": 48, "iterations": 300},
+        progress=lambda *event: events.append(event), cancel=lambda: False,
+    )
+    calibration = result.metrics["calibration"]
+    assert not calibration["known_cameras"] and calibration["registered_images"] == len(truth)
+    assert calibration["camera_refinement"]["reprojection_error_px"]["after"] < 0.5
+    assert result.metrics["masks"] and result.parameters["time_budget_s"] == 600.0
+    assert [stage for stage, _, _ in events][:2] == ["sfm", "sfm"]
+    fractions = [fraction for _, fraction, _ in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # OUT/sparse holds the cameras the field was trained with: they carry the mesh onto the truth.
+    found = {Path(c.image_name).stem: c for c in read_colmap_text(tmp_path / "out" / "sparse")}
+    known = {Path(c.image_name).stem: c for c in truth}
+    names = sorted(found)
+    mesh = load_mesh(result.mesh_path)
+    mesh.apply_transform(
+        align_by_cameras(np.array([found[n].center for n in names]), np.array([known[n].center for n in names]))
+    )
+    diagonal = float(np.linalg.norm(blob.bounds[1] - blob.bounds[0]))
+    assert compare_meshes(mesh, blob, samples=20_000, tau=0.01 * diagonal)["fscore"] > 0.8

@@ -25,13 +25,13 @@ class NerfParams(FieldParams):
 
 class NerfBackend:
     name = "nerf"
-    version = "1.2.0"
+    version = "1.3.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,
         needs_gpu=False,
         typical_memory_mb=2048,
-        needs_known_cameras=True,
+        needs_known_cameras=False,
         produces_texture=True,
     )
     parameter_schema: Mapping[str, Any] = json_schema(NerfParams)

@@ -23,6 +23,9 @@ COARSEST_SIZE = 160
 FINE_HYPOTHESES = 8
 # Reference pixels whose patch has less intensity spread than this (on a 0–1 scale) carry no depth signal.
 MIN_PATCH_STD = 0.01
+# Share of each view's sparse-point depth span added on either side of the sweep range.
+DEPTH_MARGIN = 0.15
+MIN_POINTS_FOR_RANGE = 10
 
 
 @dataclass
@@ -251,3 +254,20 @@ def _region(ref: StereoImage, patch: int) -> tuple[int, int, int, int]:
         max(0, int(rows[0]) - margin), min(ref.height, int(rows[-1]) + 1 + margin),
         max(0, int(cols[0]) - margin), min(ref.width, int(cols[-1]) + 1 + margin),
     )
+
+
+def depth_ranges(cameras: list[Camera], points: np.ndarray, centre: np.ndarray) -> list[tuple[float, float]]:
+    """Near and far sweep depth per camera from the sparse points it sees, else around the scene centre."""
+    ranges = []
+    for camera in cameras:
+        uv, z = camera.project(points) if len(points) else (np.zeros((0, 2)), np.zeros(0))
+        seen = z[camera.in_image(uv, z)] if len(points) else z
+        if len(seen) >= MIN_POINTS_FOR_RANGE:
+            near, far = np.percentile(seen, [1, 99])
+            margin = DEPTH_MARGIN * (far - near) + 0.01 * near
+            near, far = max(near - margin, 0.05 * near), far + margin
+        else:
+            distance = float(np.linalg.norm(camera.center - centre))
+            near, far = 0.5 * distance, 1.5 * distance
+        ranges.append((float(near), float(far)))
+    return ranges

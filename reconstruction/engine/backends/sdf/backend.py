@@ -65,13 +65,13 @@ class SdfParams(FieldParams):
 
 class SdfBackend:
     name = "sdf"
-    version = "1.4.0"
+    version = "1.5.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=4,
         needs_gpu=False,
         typical_memory_mb=2048,
-        needs_known_cameras=True,
+        needs_known_cameras=False,
         produces_texture=True,
     )
     parameter_schema: Mapping[str, Any] = json_schema(SdfParams)
