@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="K=V", help="backend parameter (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
-        "--eval-cameras", type=Path, metavar="FILE", help="JSON cameras to render the result at, into OUT/eval/"
+        "--eval-cameras", type=Path, metavar="FILE",
+        help="JSON cameras to render the result at, into OUT/eval/ (in the capture's frame, or for photos without "
+        "cameras in the frame of the cameras found, OUT/sparse)",
     )
     run.set_defaults(handler=_run)
 

@@ -1,6 +1,6 @@
 """Real backends end to end: a capture rendered from a mesh, uploaded with masks and cameras through the
 catalog, reconstructed by the installed `visual-hull`, `nerf` or `sdf` backend in a job, ingested as a version with its files,
-quality and cost, and close to the mesh it was rendered from."""
+quality and cost, and close to the mesh it was rendered from; and photos alone, calibrated by the field backend's run."""
 from __future__ import annotations
 
 import io
@@ -17,6 +17,7 @@ from reconstruction.engine.metrics import compare_meshes
 from reconstruction.engine.registry import available_backends
 from reconstruction.engine.render import render_capture
 from reconstruction.models import ReconstructionJob
+from tests.engine.photogrammetry.scenes import textured_blob_photos
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -105,3 +106,22 @@ def test_a_trained_field_job_makes_a_version_near_the_box(backend, tmp_path, own
     # A UV-textured model with its texture beside it; the surface counts as closed across the atlas's seams.
     assert version.quality.texture_count == 1 and version.quality.metrics["texture_coverage"] > 0.9
     assert version.quality.watertight == version.quality.metrics["watertight"]
+
+
+def test_a_field_job_on_photos_alone_finds_its_cameras_and_records_the_calibration(tmp_path, owner, asset,
+                                                                                   collection, lenient_standard,
+                                                                                   settings, monkeypatch):
+    # Photos as users upload them: no cameras and no masks. The job accepts them for nerf, whose run calibrates
+    # them (structure from motion, refined) before training; the version's quality record keeps what it found.
+    _, truth = textured_blob_photos(tmp_path / "photos")
+    photos = sorted((tmp_path / "photos").iterdir())
+    capture = catalog.create_capture(
+        actor=owner, collection=collection, name="Blob photos", standard=lenient_standard,
+        images=[(p.name, io.BytesIO(p.read_bytes())) for p in photos],
+    )
+    assert not services.capture_has_cameras(capture)
+    job = _run_job(owner, asset, capture, "nerf", QUICK_FIELD, settings, tmp_path, monkeypatch)
+    calibration = job.produced_version.quality.metrics["calibration"]
+    assert calibration["registered_images"] == len(truth) and not calibration["known_cameras"]
+    assert calibration["camera_refinement"]["reprojection_error_px"]["after"] < 0.5
+    assert job.resource_usage["wall_s"] > calibration["seconds"]

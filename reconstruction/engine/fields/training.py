@@ -8,7 +8,6 @@ the occupancy grid), else from the capture manifest's object box, else from wher
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from PIL import Image
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, silhouette_box, voxel_grid
-from reconstruction.engine.devices import resolve_device
+from reconstruction.engine.devices import idle_cpus, resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
 from reconstruction.engine.fields.occupancy import OccupancyGrid
@@ -118,8 +117,7 @@ def cpu_threads(device: str, requested: int = 0) -> Iterator[None]:
     threads trained 3× slower than one."""
     before = torch.get_num_threads()
     if device == "cpu":
-        idle = (os.cpu_count() or 1) - int(os.getloadavg()[0])
-        torch.set_num_threads(requested if requested > 0 else max(1, min(before, idle)))
+        torch.set_num_threads(requested if requested > 0 else max(1, min(before, round(idle_cpus()))))
     try:
         yield
     finally:
