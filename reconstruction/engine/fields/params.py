@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Views a field needs at least, whether given with the capture or placed by calibration from photos alone.
+MIN_VIEWS = 4
+
 
 @dataclass
 class FieldParams:

@@ -15,6 +15,8 @@ import torch
 from reconstruction.engine.backends.photogrammetry.calibration import as_capture, calibrate, staged
 from reconstruction.engine.backends.photogrammetry.config import PhotogrammetryParams
 from reconstruction.engine.capture import Capture
+from reconstruction.engine.errors import BackendFailed
+from reconstruction.engine.fields.params import MIN_VIEWS
 from reconstruction.engine.protocol import CancelFn, ProgressFn
 
 FOLDER = "calibration"
@@ -32,9 +34,14 @@ class Calibrated:
 
 def calibrated(capture: Capture, workdir: Path, device: str, progress: ProgressFn, cancel: CancelFn) -> Calibrated:
     """The capture with cameras from its photos, under workdir/calibration/ (sfm/, sparse/, capture/)."""
-
     folder = Path(workdir) / FOLDER
     calibration = calibrate(capture, folder, PhotogrammetryParams(device=device), torch.device(device), cancel, staged(progress, STAGES))
+    if len(calibration.views) < MIN_VIEWS:
+        failed = "; ".join(f"{name}: {why}" for name, why in sorted(calibration.metrics["failed_images"].items()))
+        raise BackendFailed(
+            f"Structure from motion placed {len(calibration.views)} of {capture.num_views} photos; a field needs at "
+            f"least {MIN_VIEWS}. Not placed: {failed}."
+        )
     log = ["cameras from the photos (structure from motion, refined on dense tracks), in SfM's frame", *calibration.log]
     return Calibrated(as_capture(calibration, folder / "capture"), calibration.metrics, log)
 

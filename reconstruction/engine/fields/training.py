@@ -22,7 +22,16 @@ from PIL import Image
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
 from reconstruction.engine.capture import Capture
-from reconstruction.engine.carving import CarvedField, VoxelGrid, box_seen_by_all, carve, silhouette_box, voxel_grid
+from reconstruction.engine.carving import (
+    CarvedField,
+    VoxelGrid,
+    box_seen_by_all,
+    carve,
+    coverage_without_each,
+    silhouette_box,
+    silhouette_coverage,
+    voxel_grid,
+)
 from reconstruction.engine.devices import idle_cpus, resolve_device
 from reconstruction.engine.errors import BackendFailed, Cancelled, InvalidCapture, InvalidParameters
 from reconstruction.engine.fields.dense import DENSITY, SDF, SH_CHANNELS, DenseField, grid_shape, neighbour_differences
@@ -44,6 +53,10 @@ ALIVE_DENSITY = 0.01  # density per voxel below which a grid point counts as emp
 RENDER_CHUNK = 8192
 VALIDATION_SIZE = 64
 TRAIN_SHARE = 0.85  # of the time budget; the rest is for meshing, texturing and writing
+# Given cameras and masks are refused below this least silhouette coverage: right ones leave 0.94-1.0 on the
+# rendered scans, one camera turned 111° about the object 0.74 (photogrammetry/sfm.py, which holds its own
+# estimates to 0.93); real masks are rougher than rendered ones, so only a plain contradiction is refused.
+MIN_CONSISTENT_COVERAGE = 0.8
 MIN_TRAINING_S = 60.0  # left to training however long calibration took
 BYTES_PER_VOXEL = (1 + SH_CHANNELS) * 4 * 4  # value, gradient and two Adam moments, float32
 BYTES_PER_SAMPLE = 160  # positions, masks, gathered values and their gradients of one ray sample
@@ -357,6 +370,7 @@ def _object_box(
         # The box already holds the whole silhouette hull; the margin leaves the field room around it, and no
         # more, since every voxel of margin is resolution lost (the grid's size is fixed in voxels).
         low, high = silhouette_box(cameras, silhouettes, padding=0.05)
+        _check_consistent(cameras, silhouettes)
         check()
         masks = [torch.from_numpy(mask).to(device) for mask in silhouettes]
         hull = carve(voxel_grid(low, high, HULL_RESOLUTION), cameras, masks, 0, device, lambda _: check())
@@ -368,6 +382,31 @@ def _object_box(
         return low - margin, high + margin, (None, None, "capture manifest")
     low, high = box_seen_by_all(cameras)
     return low, high, (None, None, "camera frusta")
+
+
+def _check_consistent(cameras: list[Camera], silhouettes: list[np.ndarray]) -> None:
+    """Refuses cameras and masks that contradict each other: the views' visual hull must cover nearly all of every
+    mask (carving.silhouette_coverage). A wrong camera or mask carves away what the other views see, and a field
+    trained on it would be wrong everywhere that view looks. The message names the view that alone explains it."""
+    masks = [mask > 0.5 for mask in silhouettes]
+    coverage = silhouette_coverage(cameras, masks)
+    least = int(coverage.argmin())
+    if coverage[least] >= MIN_CONSISTENT_COVERAGE:
+        return
+    # The least covered view is seldom the culprit: a wrong camera uncovers the others more than its own.
+    without = coverage_without_each(cameras, masks)
+    culprit = int(without.min(axis=1).argmax())
+    shortfall = f"the visual hull of all the views covers only {coverage[least]:.0%} of {cameras[least].image_name}'s mask"
+    if without[culprit].min() >= MIN_CONSISTENT_COVERAGE:
+        raise InvalidCapture(
+            f"The cameras and masks contradict each other: {shortfall}, and at least "
+            f"{without[culprit].min():.0%} of every mask without {cameras[culprit].image_name}. That view's camera "
+            "or mask is wrong; fix or remove it."
+        )
+    raise InvalidCapture(
+        f"The cameras and masks contradict each other: {shortfall}, and no single view explains it; several "
+        "cameras or masks are wrong."
+    )
 
 
 def _training_rays(capture: Capture, views: list[int], low: np.ndarray, high: np.ndarray, device: str) -> _Rays:

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from reconstruction.engine.backends.nerf import NerfBackend, NerfParams
+from reconstruction.engine.backends.photogrammetry.views import views_from_capture
 from reconstruction.engine.cameras import write_camera_list
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.cli import main
@@ -117,6 +118,44 @@ def test_refuses_too_few_views(tiny_capture, tmp_path):
     (few / "sparse" / "images.txt").write_text("\n".join(kept) + "\n")
     with pytest.raises(InvalidCapture, match=r"^nerf needs at least 4 views, the capture has 3\.$"):
         run(few, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("moved", "message"),
+    [([3], r"and at least \d+% of every mask without view_003\.png\. That view's camera"),
+     ([3, 6], r"and no single view explains it; several cameras or masks are wrong\.$")],
+)
+def test_refuses_cameras_that_contradict_the_masks(tiny_capture, tmp_path, moved, message):
+    capture = Capture.load(tiny_capture)
+    centre = np.array([0.02, 0.05, -0.01])  # the sphere's
+    turn = np.eye(4)
+    turn[:3, :3] = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]  # 90° about the vertical through the sphere
+    turn[:3, 3] = centre - turn[:3, :3] @ centre + [0.15, 0, 0]  # and aside, so it no longer looks at the sphere
+    for index in moved:
+        capture.cameras[index] = capture.cameras[index].in_frame(turn)
+    with pytest.raises(InvalidCapture, match=r"^The cameras and masks contradict each other: .*" + message):
+        NerfBackend().run(capture, tmp_path / "out", params=QUICK, progress=lambda *e: None, cancel=lambda: False)
+
+
+def test_photos_of_which_structure_from_motion_places_too_few_are_refused_with_the_reasons(
+    tiny_capture, tmp_path, monkeypatch
+):
+    from reconstruction.engine.backends.photogrammetry.calibration import Calibration
+    from reconstruction.engine.fields import photos_only
+
+    def calibrate(capture, folder, *args):
+        views = views_from_capture(capture)[0][:3]
+        failed = {f"view_00{i}.png": "only 12 features found (too little texture or too small)" for i in range(3, 10)}
+        return Calibration(views, np.zeros((0, 3)), folder / "sparse", False, {"failed_images": failed})
+
+    monkeypatch.setattr(photos_only, "calibrate", calibrate)
+    photos = tmp_path / "photos"
+    shutil.copytree(tiny_capture / "images", photos)
+    with pytest.raises(
+        BackendFailed,
+        match=r"^Structure from motion placed 3 of 10 photos; a field needs at least 4\. Not placed: view_003\.png: only 12",
+    ):
+        run(photos, tmp_path / "out", QUICK)
 
 
 def test_refuses_a_capture_without_masks_when_masks_are_required(tiny_capture, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconstruction.engine.capture import Capture, check_capture_fits
-from reconstruction.engine.fields.params import FieldParams
+from reconstruction.engine.fields.params import MIN_VIEWS, FieldParams
 from reconstruction.engine.params import json_schema, validate
 from reconstruction.engine.protocol import MULTI_VIEW, CancelFn, Capabilities, ProgressFn, ReconstructionResult
 
@@ -68,7 +68,7 @@ class SdfBackend:
     version = "1.5.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
-        min_views=4,
+        min_views=MIN_VIEWS,
         needs_gpu=False,
         typical_memory_mb=2048,
         needs_known_cameras=False,
