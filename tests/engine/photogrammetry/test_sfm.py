@@ -12,6 +12,7 @@ import pycolmap
 from reconstruction.engine.backends.photogrammetry.sfm import (
     DEFAULT_ATTEMPT,
     WIDE_BASELINE_ATTEMPT,
+    _cancellable,
     _mapping_options,
     _one_unknown_camera,
     needs_retry,
@@ -27,12 +28,24 @@ def test_a_retry_is_wanted_only_while_some_image_is_left_out():
     assert not needs_retry(24, 24)
 
 
-def test_the_default_attempt_keeps_colmaps_own_mapper_options():
-    assert _mapping_options(DEFAULT_ATTEMPT).summary() == pycolmap.IncrementalPipelineOptions().summary()
+def test_the_default_attempt_keeps_colmaps_own_mapper_options_but_a_time_limit():
+    options = _mapping_options(DEFAULT_ATTEMPT, 24)
+    assert options.max_runtime_seconds == 60 + 5 * 24
+    options.max_runtime_seconds = pycolmap.IncrementalPipelineOptions().max_runtime_seconds
+    assert options.summary() == pycolmap.IncrementalPipelineOptions().summary()
+
+
+def test_a_cancel_during_mapping_pulls_colmaps_cancellation_token():
+    asked = iter([False, True])
+    token, next_image = _cancellable(lambda: next(asked))
+    next_image()
+    assert not token.is_cancelled
+    next_image()
+    assert token.is_cancelled
 
 
 def test_the_wide_baseline_attempt_asks_the_mapper_for_less_evidence():
-    options, colmaps = _mapping_options(WIDE_BASELINE_ATTEMPT), pycolmap.IncrementalPipelineOptions()
+    options, colmaps = _mapping_options(WIDE_BASELINE_ATTEMPT, 24), pycolmap.IncrementalPipelineOptions()
     assert options.mapper.init_min_num_inliers == 30 < colmaps.mapper.init_min_num_inliers
     assert options.mapper.abs_pose_min_num_inliers == 12 < colmaps.mapper.abs_pose_min_num_inliers
     # The outlier filters stay COLMAP's: loosened, they let wrong models through.

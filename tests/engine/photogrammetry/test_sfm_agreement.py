@@ -2,6 +2,7 @@
 
 import dataclasses
 import sqlite3
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ import pycolmap
 from reconstruction.engine.backends.photogrammetry import sfm
 from reconstruction.engine.backends.photogrammetry.merging import SfmModel
 from reconstruction.engine.backends.photogrammetry.sfm import WIDE_BASELINE_ATTEMPT, runs_agree
-from reconstruction.engine.backends.photogrammetry.views import View
+from reconstruction.engine.backends.photogrammetry.views import View, views_from_capture
 from reconstruction.engine.cameras import Camera
-from reconstruction.engine.errors import BackendFailed
+from reconstruction.engine.errors import BackendFailed, Cancelled
 
 from ..test_carving import _turned_about_the_object, chair_leg_object, ring_cameras, splat
 from .scenes import orbit_cameras
@@ -225,3 +226,23 @@ def test_right_cameras_are_confirmed_whole(leg_scene):
     model = _model(cameras)
     kept, coverage, contradicted = sfm.confirmed_by_silhouettes(model, masks)
     assert kept is model and not contradicted and coverage > 0.97
+
+
+@pytest.mark.slow
+def test_a_cancel_stops_colmaps_mapping_at_the_next_image(tmp_path):
+    from .scenes import textured_blob_photos
+
+    textured_blob_photos(tmp_path / "photos")
+    views = views_from_capture(SimpleNamespace(images=sorted((tmp_path / "photos").iterdir())))[0]
+    asked = []
+
+    def cancel():  # after extraction and matching, the third ask comes from mapping's first image
+        asked.append(True)
+        return len(asked) >= 3
+
+    with pytest.raises(Cancelled, match="^Cancelled during structure from motion"):
+        sfm.structure_from_motion(
+            views, tmp_path / "sfm", tmp_path / "sparse", max_image_size=256, exhaustive_max_images=50,
+            focal_length_prior=1.2, cancel=cancel,
+        )
+    assert len(asked) == 4  # the one that pulled COLMAP's token, and the check of why mapping stopped

@@ -28,6 +28,11 @@ from .views import MIN_VIEWS, View
 
 # Fewer SIFT features than this and an image can hardly be registered: reported as the likely reason.
 FEW_FEATURES = 100
+# A mapping run may take no longer than this. Runs of the 24-view renders take 2-4 s, but on SheenChair's ambiguous
+# matches one run from a given initial pair registered and dropped the same images over and over, 3,445
+# registrations in 8 minutes, for a model the silhouettes then refused.
+MAPPING_SECONDS = 60
+MAPPING_SECONDS_PER_IMAGE = 5
 _PAIR_BASE = 2147483647
 _EXIF_IFD, _EXIF_FOCAL_LENGTH, _EXIF_FOCAL_LENGTH_35MM = 0x8769, 0x920A, 0xA405
 # Two mapping runs agree when, after the similarity that best maps one's camera centres onto the other's, the centres
@@ -255,12 +260,19 @@ def _map(
             break
         models_dir = attempt_dir / f"models-{run}"
         models_dir.mkdir(exist_ok=True)
-        options = _mapping_options(attempt)
+        options = _mapping_options(attempt, len(by_name))
         if attempt.require_agreement:
             options.random_seed = options.mapper.random_seed = options.triangulation.random_seed = run
             if run > 0:
                 options.init_image_id1, options.init_image_id2 = starts[run - 1]
-        mapped = pycolmap.incremental_mapping(database, image_dir, models_dir, options)
+        token, next_image = _cancellable(cancel)
+        try:
+            mapped = pycolmap.incremental_mapping(
+                database, image_dir, models_dir, options, next_image_callback=next_image, cancellation_token=token
+            )
+        except InterruptedError:  # what pycolmap raises once the token is pulled
+            _check_cancel(cancel)
+            raise
         _check_cancel(cancel)
         reconstructions = list(mapped.values())
         outcome = _Outcome(attempt, database, reconstructions, _joined(reconstructions, by_name))
@@ -425,8 +437,21 @@ def _extract_and_match(
     _check_cancel(cancel)
 
 
-def _mapping_options(attempt: Attempt) -> pycolmap.IncrementalPipelineOptions:
+def _cancellable(cancel: CancelFn) -> tuple[pycolmap.CancellationToken, Callable[[], None]]:
+    """A token that stops COLMAP's mapping, and the callback (run before each image it registers) that pulls it
+    once `cancel` says so: a long mapping run no longer holds a cancelled job until it ends."""
+    token = pycolmap.CancellationToken()
+
+    def next_image() -> None:
+        if cancel():
+            token.cancel()
+
+    return token, next_image
+
+
+def _mapping_options(attempt: Attempt, images: int) -> pycolmap.IncrementalPipelineOptions:
     options = pycolmap.IncrementalPipelineOptions()
+    options.max_runtime_seconds = MAPPING_SECONDS + MAPPING_SECONDS_PER_IMAGE * images
     for name, value in attempt.mapper.items():
         setattr(options.mapper, name, value)
     for name, value in attempt.pipeline.items():
