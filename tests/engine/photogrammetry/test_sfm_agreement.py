@@ -76,7 +76,7 @@ def _scripted_mapping(monkeypatch, models: list[SfmModel | None]) -> list[int]:
     seeds: list[int] = []
     script = iter(models)
 
-    def incremental_mapping(database, image_dir, models_dir, options):
+    def incremental_mapping(database, image_dir, models_dir, options, **callbacks):
         seeds.append(options.random_seed)
         return {}
 
