@@ -299,7 +299,7 @@ def score_run(
             np.asarray(Image.open(workdir / "eval" / c.image_name).convert("RGB")) for c in views["held_out"]
         ]
         entry["images"] = _image_scores(synthesised, views["references"])
-    elif len(estimated) >= 3 and hasattr(get_backend(result.backend), "render_cameras"):
+    elif len(estimated) >= 3 and hasattr(backend := get_backend(result.backend), "render_cameras"):
         # Cameras found from the photos: the held-out ones are carried into the run's frame by the similarity its
         # cameras give, so view synthesis is judged with the calibration's errors included.
         names = sorted(estimated)
@@ -307,7 +307,7 @@ def score_run(
             align_by_cameras(np.array([estimated[n][1] for n in names]), np.array([views["truth"][n][1] for n in names]))
         )
         held_out = [camera.in_frame(into_run) for camera in views["held_out"]]
-        rendered = get_backend(result.backend).render_cameras(workdir, held_out, workdir / "eval")
+        rendered = backend.render_cameras(workdir, held_out, workdir / "eval")
         synthesised = [np.asarray(Image.open(path).convert("RGB")) for path in rendered]
         entry["images"] = _image_scores(synthesised, views["references"])
     if transform is None:  # the mesh is in the capture's frame now (or was all along)

@@ -155,6 +155,14 @@ def coverage_without_each(cameras: list[Camera], masks: list[np.ndarray], resolu
     return shares
 
 
+def most_contradicting_view(cameras: list[Camera], masks: list[np.ndarray]) -> tuple[int, float]:
+    """The view whose leaving out lets the other silhouettes agree best (coverage_without_each), and the least
+    coverage of the others without it."""
+    without = coverage_without_each(cameras, masks)
+    view = int(without.min(axis=1).argmax())
+    return view, float(without[view].min())
+
+
 def _covered_shares(grid: VoxelGrid, centres: np.ndarray, cameras: list[Camera], masks: list[np.ndarray]) -> np.ndarray:
     """Per view, the share of its mask pixels that the voxels at `centres` cover, each imaged as its disk."""
     from scipy import ndimage

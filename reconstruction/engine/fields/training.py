@@ -27,7 +27,7 @@ from reconstruction.engine.carving import (
     VoxelGrid,
     box_seen_by_all,
     carve,
-    coverage_without_each,
+    most_contradicting_view,
     silhouette_box,
     silhouette_coverage,
     voxel_grid,
@@ -394,14 +394,12 @@ def _check_consistent(cameras: list[Camera], silhouettes: list[np.ndarray]) -> N
     if coverage[least] >= MIN_CONSISTENT_COVERAGE:
         return
     # The least covered view is seldom the culprit: a wrong camera uncovers the others more than its own.
-    without = coverage_without_each(cameras, masks)
-    culprit = int(without.min(axis=1).argmax())
+    culprit, without = most_contradicting_view(cameras, masks)
     shortfall = f"the visual hull of all the views covers only {coverage[least]:.0%} of {cameras[least].image_name}'s mask"
-    if without[culprit].min() >= MIN_CONSISTENT_COVERAGE:
+    if without >= MIN_CONSISTENT_COVERAGE:
         raise InvalidCapture(
-            f"The cameras and masks contradict each other: {shortfall}, and at least "
-            f"{without[culprit].min():.0%} of every mask without {cameras[culprit].image_name}. That view's camera "
-            "or mask is wrong; fix or remove it."
+            f"The cameras and masks contradict each other: {shortfall}, and at least {without:.0%} of every mask "
+            f"without {cameras[culprit].image_name}. That view's camera or mask is wrong; fix or remove it."
         )
     raise InvalidCapture(
         f"The cameras and masks contradict each other: {shortfall}, and no single view explains it; several "

@@ -18,7 +18,7 @@ import pycolmap
 # isort: on
 
 from reconstruction.engine.cameras import Camera, write_colmap_text
-from reconstruction.engine.carving import coverage_without_each, silhouette_coverage
+from reconstruction.engine.carving import most_contradicting_view, silhouette_coverage
 from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import pose_errors
 from reconstruction.engine.protocol import CancelFn
@@ -338,9 +338,7 @@ def confirmed_by_silhouettes(
     allowed = int(MAX_CONTRADICTED_SHARE * len(cameras))
     while least < MIN_SILHOUETTE_COVERAGE and len(contradicted) < allowed and len(cameras) > MIN_VIEWS:
         names = list(cameras)
-        without = coverage_without_each([cameras[n] for n in names], [masks[n] for n in names])
-        best = int(without.min(axis=1).argmax())
-        least = float(without[best].min())
+        best, least = most_contradicting_view([cameras[n] for n in names], [masks[n] for n in names])
         contradicted.append(names[best])
         del cameras[names[best]]
     if least < MIN_SILHOUETTE_COVERAGE:
