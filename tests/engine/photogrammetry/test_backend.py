@@ -245,7 +245,7 @@ def test_masks_cut_from_the_background_are_dropped_where_the_cameras_contradict_
 @pytest.mark.slow
 def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_path):
     photos, folder = tmp_path / "photos", tmp_path / "truth"
-    blob, cameras = textured_blob_photos(photos)
+    blob, cameras = textured_blob_photos(photos, views=16)
     write_colmap_text(folder / "sparse", cameras)
     result = PhotogrammetryBackend().run(
         Capture.load(photos), tmp_path / "out",
@@ -263,9 +263,9 @@ def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_pat
     errors = metrics.pose_errors(
         {n: (found[n].R, found[n].center) for n in names}, {n: (truth[n].R, truth[n].center) for n in names}
     )
-    # SfM alone left them 0.12–0.52° off (median, over runs of these photos: COLMAP's verified matches vary from run
-    # to run); refined, 0.04°.
-    assert errors["rotation_error_deg"]["median"] < 0.1
+    # SfM alone left them about a degree off (the refinement turned them by 1.05° and shortened the focal length by
+    # 2.6%); refined, 0.12°.
+    assert errors["rotation_error_deg"]["median"] < 0.3 and refinement["median_rotation_change_deg"] > 0.3
     glb = trimesh.load(result.mesh_path)
     mesh = glb.to_geometry() if isinstance(glb, trimesh.Scene) else glb
     mesh.apply_transform(
