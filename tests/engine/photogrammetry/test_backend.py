@@ -245,7 +245,7 @@ def test_masks_cut_from_the_background_are_dropped_where_the_cameras_contradict_
 @pytest.mark.slow
 def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_path):
     photos, folder = tmp_path / "photos", tmp_path / "truth"
-    blob, cameras = textured_blob_photos(photos, views=16)
+    blob, cameras = textured_blob_photos(photos)
     write_colmap_text(folder / "sparse", cameras)
     result = PhotogrammetryBackend().run(
         Capture.load(photos), tmp_path / "out",
@@ -263,9 +263,10 @@ def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_pat
     errors = metrics.pose_errors(
         {n: (found[n].R, found[n].center) for n in names}, {n: (truth[n].R, truth[n].center) for n in names}
     )
-    # SfM alone left them about a degree off (the refinement turned them by 1.05° and shortened the focal length by
-    # 2.6%); refined, 0.12°.
-    assert errors["rotation_error_deg"]["median"] < 0.3 and refinement["median_rotation_change_deg"] > 0.3
+    # SfM alone left them 0.1-0.5° off (median, over runs); refined, 0.02-0.06°. Its own tracks fit them as well.
+    assert errors["rotation_error_deg"]["median"] < 0.15
+    tracks = refinement["sfm_track_error_px"]
+    assert tracks["after"] <= tracks["before"] * 1.05
     glb = trimesh.load(result.mesh_path)
     mesh = glb.to_geometry() if isinstance(glb, trimesh.Scene) else glb
     mesh.apply_transform(
@@ -274,4 +275,4 @@ def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_pat
     diagonal = float(np.linalg.norm(blob.bounds[1] - blob.bounds[0]))
     predicted, _ = metrics.sample_surface(mesh, 20000)
     reference, _ = metrics.sample_surface(blob, 20000)
-    assert metrics.fscore(predicted, reference, 0.01 * diagonal)["fscore"] > 0.85
+    assert metrics.fscore(predicted, reference, 0.01 * diagonal)["fscore"] > 0.9

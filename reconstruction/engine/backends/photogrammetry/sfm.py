@@ -23,7 +23,9 @@ from reconstruction.engine.errors import BackendFailed, Cancelled
 from reconstruction.engine.metrics import pose_errors
 from reconstruction.engine.protocol import CancelFn
 
+from .lens import simplest_lens
 from .merging import SfmModel, merge_models
+from .retriangulation import retriangulated
 from .views import MIN_VIEWS, View
 
 # Fewer SIFT features than this and an image can hardly be registered: reported as the likely reason.
@@ -117,6 +119,8 @@ class SparseModel:
     failed: dict[str, str] = field(default_factory=dict)  # name → why it was not registered
     attempt: str = DEFAULT_ATTEMPT.name  # which Attempt gave this model
     silhouette_coverage: float | None = None  # least share of a view's mask its cameras' hull covers (with masks)
+    separate_models: int = 1  # COLMAP's models the cameras came from, triangulated again as one when more
+    distortion_dropped: bool = False  # the tracks fit as well without radial distortion (lens.py)
 
     @property
     def partial(self) -> bool:
@@ -204,10 +208,12 @@ def structure_from_motion(
     if len(cameras) < MIN_VIEWS:
         raise BackendFailed(_too_few_message(len(cameras), len(views), failed, unconfirmed, coverage is not None))
 
+    model, largest, plain = _as_one_model(kept, model, largest, image_dir, by_name, folder / kept.attempt.name)
+    cameras = model.cameras
     sparse_dir.mkdir(parents=True, exist_ok=True)
     if len(cameras) == largest.num_reg_images():
         largest.write_text(str(sparse_dir))
-    else:  # joined models: their cameras in the main frame (no COLMAP tracks span them)
+    else:  # cameras only: joined models not triangulated as one, or views left out for their silhouettes
         write_colmap_text(sparse_dir, cameras.values())
     return SparseModel(
         cameras=cameras,
@@ -219,6 +225,8 @@ def structure_from_motion(
         failed=failed,
         attempt=kept.attempt.name,
         silhouette_coverage=(kept.coverage or coverage(model)[1]) if coverage is not None else None,
+        separate_models=len(kept.reconstructions),
+        distortion_dropped=plain,
     )
 
 
@@ -294,6 +302,30 @@ def _map(
             break
     best.unconfirmed = best.model is None and any(run.model is not None for run in earlier)
     return best
+
+
+def _as_one_model(
+    kept: _Outcome, model: SfmModel, largest: pycolmap.Reconstruction, image_dir: Path, by_name: dict[str, str],
+    folder: Path,
+) -> tuple[SfmModel, pycolmap.Reconstruction, bool]:
+    """`model` (kept's cameras, COLMAP's `largest` among them) as one COLMAP model where it can be: joined models
+    triangulated again as one (retriangulation.py), then the simplest lens its tracks support (lens.py). Returns
+    the model, its COLMAP model, and whether radial distortion was dropped."""
+    if len(model.cameras) > largest.num_reg_images():
+        database_names = {view: name for name, view in by_name.items()}
+        unified = retriangulated(
+            kept.database, image_dir, kept.reconstructions,
+            {database_names[n]: c for n, c in model.cameras.items()}, folder / "retriangulated",
+        )
+        if unified is None:
+            return model, largest, False
+        largest = unified
+    elif len(model.cameras) < largest.num_reg_images():  # views left out for their silhouettes
+        return model, largest, False
+    largest, plain = simplest_lens(largest)
+    one = _joined([largest], by_name)
+    assert one is not None
+    return one, largest, plain
 
 
 def runs_agree(first: SfmModel | None, second: SfmModel | None) -> bool:
