@@ -253,6 +253,7 @@ def test_images_alone_give_refined_cameras_and_a_mesh_close_to_the_truth(tmp_pat
         progress=_quiet, cancel=_never,
     )
     assert result.metrics["status"] == "complete" and not result.metrics["known_cameras"]
+    assert result.metrics["sfm_radial_distortion"] != "fitted"  # the renders have none
     refinement = result.metrics["camera_refinement"]
     assert refinement["reprojection_error_px"]["after"] < refinement["reprojection_error_px"]["before"]
     assert refinement["least_observations_in_a_view"] >= 30

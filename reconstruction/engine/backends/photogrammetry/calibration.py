@@ -167,7 +167,10 @@ def _report_sfm(sparse: SparseModel, metrics: dict[str, Any], log: list[str]) ->
         sparse_points=len(sparse.points),
         sfm_attempt=sparse.attempt,
         sfm_separate_models=sparse.separate_models,
-        sfm_radial_distortion="dropped: the tracks fit as well without it" if sparse.distortion_dropped else "fitted",
+        sfm_radial_distortion=(
+            "dropped: the tracks fit as well without it" if sparse.distortion_dropped
+            else "fitted" if any(camera.has_distortion for camera in sparse.cameras.values()) else "none"
+        ),
     )
     if sparse.silhouette_coverage is not None:
         metrics["sfm_silhouette_coverage"] = round(sparse.silhouette_coverage, 4)
