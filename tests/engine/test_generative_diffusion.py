@@ -139,6 +139,28 @@ def test_matting_separates_one_object_from_a_plain_background():
     assert mask.sum() == pytest.approx(70 * 50, rel=0.05)
 
 
+def test_a_pale_object_on_clean_white_is_held_together_by_its_dark_patches():
+    # spot the cow as rendered: a near-white body (0.1 from the background) with dark patches, on pure white.
+    image = np.ones((128, 128, 3), dtype=np.float32)
+    image[30:100, 30:100] = (1.0, 0.94, 0.92)
+    image[40:55, 40:60] = image[80:95, 70:90] = (0.25, 0.25, 0.25)
+
+    mask = separate_object(image)
+
+    assert mask[30:100, 30:100].mean() > 0.97 and mask.sum() == pytest.approx(70 * 70, rel=0.03)
+
+
+def test_a_noisy_background_keeps_faint_regions_out():
+    # The same pale body on a background whose border strays by ~0.03: colour distances of 0.1 are not trusted.
+    image = _photo((40, 40, 55, 60), (80, 70, 95, 90), background=(1.0, 1.0, 1.0))
+    image += np.random.default_rng(2).normal(0, 0.02, image.shape).astype(np.float32)
+    image[30:100, 30:100] = np.minimum(image[30:100, 30:100], (1.0, 0.94, 0.92))
+    image[40:55, 40:60] = image[80:95, 70:90] = (0.2, 0.3, 0.6)
+
+    with pytest.raises(InvalidInput, match="Several objects found"):
+        separate_object(np.clip(image, 0, 1))
+
+
 @pytest.mark.parametrize(
     ("boxes", "message"),
     [

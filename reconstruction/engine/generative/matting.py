@@ -17,6 +17,11 @@ from reconstruction.engine.errors import InvalidInput
 
 BORDER_FRACTION = 0.03  # the band of the image taken as background
 MIN_THRESHOLD = 0.12  # colour distance (RGB in [0, 1]) below which a pixel is background whatever the border says
+# Pixels this far from a clean background (and WEAK_SPREAD_FACTOR × its spread) join the object where they touch
+# pixels past the threshold: a pale body on white (spot the cow, 0.1 from the render's white) is held together by
+# its dark patches instead of falling apart into them. A noisy border (spread ≥ 0.04) leaves only the threshold.
+WEAK_THRESHOLD = 0.04
+WEAK_SPREAD_FACTOR = 3.0
 MIN_OBJECT_FRACTION = 0.01  # smaller objects carry too few pixels to reconstruct
 SIMILAR_SIZE = 0.35  # a second component at least this share of the largest means several objects
 MAX_ASPECT = 4.0
@@ -49,13 +54,23 @@ def separate_object(image: np.ndarray) -> np.ndarray:
     background, border_spread = _background(rgb)
     threshold = max(MIN_THRESHOLD, border_spread * 1.5)
     distance = np.linalg.norm(rgb - background, axis=2)
-    foreground = distance > threshold
+    foreground = _hysteresis(distance, threshold, min(threshold, max(WEAK_THRESHOLD, WEAK_SPREAD_FACTOR * border_spread)))
     radius = max(1, int(round(min(height, width) / 200)))
     structure = np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
     foreground = ndimage.binary_opening(foreground, structure)
     foreground = ndimage.binary_closing(foreground, structure, border_value=0)
     foreground = ndimage.binary_fill_holes(foreground)
     return check_silhouette(foreground).astype(np.float32)
+
+
+def _hysteresis(distance: np.ndarray, strong: float, weak: float) -> np.ndarray:
+    """Pixels past `strong`, and the regions past `weak` that hold one."""
+    seeds = distance > strong
+    if weak >= strong:
+        return seeds
+    labels, _ = ndimage.label(distance > weak)
+    held = np.unique(labels[seeds])
+    return np.isin(labels, held[held > 0])
 
 
 def plain_background(image: np.ndarray) -> bool:
