@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
+from skimage.filters import apply_hysteresis_threshold
 
 from reconstruction.engine.errors import InvalidInput
 
@@ -54,23 +55,14 @@ def separate_object(image: np.ndarray) -> np.ndarray:
     background, border_spread = _background(rgb)
     threshold = max(MIN_THRESHOLD, border_spread * 1.5)
     distance = np.linalg.norm(rgb - background, axis=2)
-    foreground = _hysteresis(distance, threshold, min(threshold, max(WEAK_THRESHOLD, WEAK_SPREAD_FACTOR * border_spread)))
+    weak = min(threshold, max(WEAK_THRESHOLD, WEAK_SPREAD_FACTOR * border_spread))
+    foreground = apply_hysteresis_threshold(distance, weak, threshold)
     radius = max(1, int(round(min(height, width) / 200)))
     structure = np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
     foreground = ndimage.binary_opening(foreground, structure)
     foreground = ndimage.binary_closing(foreground, structure, border_value=0)
     foreground = ndimage.binary_fill_holes(foreground)
     return check_silhouette(foreground).astype(np.float32)
-
-
-def _hysteresis(distance: np.ndarray, strong: float, weak: float) -> np.ndarray:
-    """Pixels past `strong`, and the regions past `weak` that hold one."""
-    seeds = distance > strong
-    if weak >= strong:
-        return seeds
-    labels, _ = ndimage.label(distance > weak)
-    held = np.unique(labels[seeds])
-    return np.isin(labels, held[held > 0])
 
 
 def plain_background(image: np.ndarray) -> bool:

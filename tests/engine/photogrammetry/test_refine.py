@@ -8,7 +8,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from reconstruction.engine.backends.photogrammetry.mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
-from reconstruction.engine.backends.photogrammetry.refine import apply, refine_cameras, rewrite_model
+from reconstruction.engine.backends.photogrammetry.refine import apply, moved_model, refine_cameras
 from reconstruction.engine.cameras import Camera, read_colmap_text, write_colmap_text
 from reconstruction.engine.metrics import align_by_cameras, pose_errors
 
@@ -111,7 +111,7 @@ def test_the_colmap_model_and_full_resolution_cameras_follow_the_refinement(refi
     model = pycolmap.Reconstruction(str(sparse))
     model.add_point3D(np.zeros((3, 1)), pycolmap.Track())
     model.write_text(str(sparse))
-    rewrite_model(sparse, refinement, refinement.cameras)
+    moved_model(sparse, refinement, refinement.cameras).write_text(str(sparse))
     written = {c.image_name: c for c in read_colmap_text(sparse)}
     for camera in refinement.cameras:
         np.testing.assert_allclose(written[camera.image_name].R, camera.R, atol=1e-9)

@@ -24,7 +24,7 @@ from reconstruction.engine.protocol import CancelFn, ProgressFn
 
 from .config import PhotogrammetryParams
 from .mvs import DepthMap, StereoImage, depth_ranges, estimate_depth, select_neighbours
-from .refine import apply, refine_cameras, rewrite_model, sparse_track_errors
+from .refine import apply, moved_model, refine_cameras, sparse_track_errors
 from .sfm import DEFAULT_ATTEMPT, MIN_SILHOUETTE_COVERAGE, SparseModel, structure_from_motion
 from .views import View, undistorted, views_from_capture, with_background_masks
 
@@ -219,14 +219,15 @@ def _refined(
         log.append("camera refinement skipped: too few dense tracks in some view; SfM's cameras kept")
         return views, points
     refined = apply(refinement, [v.camera for v in views])  # type: ignore[misc]
-    sfm_error, refined_error = sparse_track_errors(sparse_dir, refinement, refined)
+    moved = moved_model(sparse_dir, refinement, refined)
+    sfm_error, refined_error = sparse_track_errors(sparse_dir, moved)
     if refined_error > MAX_SPARSE_TRACK_ERROR_GROWTH * sfm_error:
         log.append(
             f"camera refinement undone: SfM's own tracks fit the refined cameras worse ({sfm_error:.3f} → "
             f"{refined_error:.3f} px), a drift the dense tracks could not see; SfM's cameras kept"
         )
         return views, points
-    rewrite_model(sparse_dir, refinement, refined)
+    moved.write_text(str(sparse_dir))
     metrics["camera_refinement"] = {
         "tracks": refinement.tracks,
         "observations": refinement.observations,

@@ -100,11 +100,6 @@ def apply(refinement: Refinement, cameras: list[Camera]) -> list[Camera]:
     return refined
 
 
-def rewrite_model(sparse_dir: Path, refinement: Refinement, cameras: list[Camera]) -> None:
-    """The COLMAP model in `sparse_dir` moved onto the refined `cameras` (see `moved_model`)."""
-    moved_model(sparse_dir, refinement, cameras).write_text(str(sparse_dir))
-
-
 def moved_model(sparse_dir: Path, refinement: Refinement, cameras: list[Camera]) -> pycolmap.Reconstruction:
     """The COLMAP model in `sparse_dir` on the refined `cameras` (full resolution, by image name): its points
     carried by the similarity between the two frames, its poses and focal lengths replaced."""
@@ -125,16 +120,16 @@ def moved_model(sparse_dir: Path, refinement: Refinement, cameras: list[Camera])
     return model
 
 
-def sparse_track_errors(sparse_dir: Path, refinement: Refinement, cameras: list[Camera]) -> tuple[float, float]:
-    """Mean reprojection error (px) of SfM's own tracks with SfM's cameras and with the refined `cameras`, the
-    points re-fitted to the latter. Those tracks (SIFT matches) played no part in the refinement, so they tell a
-    better fit from a drift into a wrong one that the dense tracks alone cannot."""
+def sparse_track_errors(sparse_dir: Path, moved: pycolmap.Reconstruction) -> tuple[float, float]:
+    """Mean reprojection error (px) of SfM's own tracks with SfM's cameras (the model in `sparse_dir`) and with the
+    refined ones (`moved_model`), the points re-fitted to the latter. Those tracks (SIFT matches) played no part in
+    the refinement, so they tell a better fit from a drift into a wrong one that the dense tracks alone cannot."""
     sfm_model = pycolmap.Reconstruction(str(sparse_dir))
     sfm_model.update_point_3d_errors()
-    model = moved_model(sparse_dir, refinement, cameras)
-    _bundle_adjust(model, cameras_fixed=True, focal=False)
-    model.update_point_3d_errors()
-    return float(sfm_model.compute_mean_reprojection_error()), float(model.compute_mean_reprojection_error())
+    refitted = pycolmap.Reconstruction(moved)
+    _bundle_adjust(refitted, cameras_fixed=True, focal=False)
+    refitted.update_point_3d_errors()
+    return float(sfm_model.compute_mean_reprojection_error()), float(refitted.compute_mean_reprojection_error())
 
 
 def _keypoints(view: StereoImage, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

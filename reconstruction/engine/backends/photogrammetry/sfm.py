@@ -319,13 +319,11 @@ def _as_one_model(
         )
         if unified is None:
             return model, largest, False
-        largest = unified
+        largest, model = unified, _joined([unified], by_name) or model
     elif len(model.cameras) < largest.num_reg_images():  # views left out for their silhouettes
         return model, largest, False
     largest, plain = simplest_lens(largest)
-    one = _joined([largest], by_name)
-    assert one is not None
-    return one, largest, plain
+    return (_joined([largest], by_name) or model) if plain else model, largest, plain
 
 
 def runs_agree(first: SfmModel | None, second: SfmModel | None) -> bool:
