@@ -18,14 +18,15 @@ import pycolmap
 # Distortion is kept when dropping it raises the mean reprojection error by more than this share. On the blob's
 # models it changed by −0.3% to +0.1%; on the real Sceaux castle photos (k = −0.157) it rose by 111%, 0.44 → 0.93 px.
 MAX_ERROR_GROWTH_WITHOUT_DISTORTION = 0.02
-RADIAL_MODELS = {"SIMPLE_RADIAL": [3], "RADIAL": [3, 4]}
+# Camera models whose extra parameters are radial terms only: all zero, the lens is a pinhole.
+RADIAL_MODELS = {"SIMPLE_RADIAL", "RADIAL"}
 
 
 def simplest_lens(model: pycolmap.Reconstruction) -> tuple[pycolmap.Reconstruction, bool]:
     """`model` bundle-adjusted without radial distortion when its tracks fit that about as well, and whether it
     was; else `model` unchanged."""
     radial = [camera for camera in model.cameras.values() if camera.model.name in RADIAL_MODELS]
-    if not radial or all(not np.any(np.asarray(c.params)[RADIAL_MODELS[c.model.name]]) for c in radial):
+    if not radial or all(not np.any(np.asarray(c.params)[list(c.extra_params_idxs())]) for c in radial):
         return model, False
     model.update_point_3d_errors()  # the errors are cached per point, and stale after edits
     before = model.compute_mean_reprojection_error()
@@ -33,7 +34,7 @@ def simplest_lens(model: pycolmap.Reconstruction) -> tuple[pycolmap.Reconstructi
     for camera in plain.cameras.values():
         if camera.model.name in RADIAL_MODELS:
             params = np.asarray(camera.params, dtype=np.float64).copy()
-            params[RADIAL_MODELS[camera.model.name]] = 0.0
+            params[list(camera.extra_params_idxs())] = 0.0
             camera.params = params
     options = pycolmap.BundleAdjustmentOptions()
     options.refine_extra_params = False

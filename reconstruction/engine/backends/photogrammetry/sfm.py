@@ -144,7 +144,8 @@ def structure_from_motion(
 
     `intrinsics` (a 3×3 K shared by every image, e.g. from K.txt) seeds the cameras; otherwise EXIF focal
     lengths do, and `focal_length_prior` × the longer side where a photo has none. Separate COLMAP models that
-    agree on shared cameras are joined (merging.py). When COLMAP's defaults leave an image out and
+    agree on shared cameras are joined (merging.py) and triangulated again as one (retriangulation.py); radial
+    distortion stays only where the tracks show it (lens.py). When COLMAP's defaults leave an image out and
     `wide_baseline_retry` is set, SfM runs again with WIDE_BASELINE_ATTEMPT and the model with more images is kept.
     When every view has a mask, the silhouettes judge that attempt's models (confirmed_by_silhouettes).
     """
