@@ -83,11 +83,7 @@ def bake(
     normals = (covered.weights[:, :, None] * vertex_normals[corners]).sum(axis=1)
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor.from_numpy(mesh.vertices.astype(np.float32)),
-        o3d.core.Tensor.from_numpy(mesh.faces.astype(np.uint32)),
-    )
+    scene = raycasting_scene(mesh)
     colours = np.zeros((len(points), 3))
     weight_sum = np.zeros(len(points))
     best_cos = np.full(len(points), -np.inf)
@@ -193,7 +189,7 @@ def _visibility(
     cosine = (normals * to_camera).sum(1) / np.maximum(distance, 1e-12)
     uv, z = camera.project(points)
     visible = camera.in_image(uv, z) & (cosine > 0)
-    depth = _depth_image(scene, camera)
+    depth = depth_image(scene, camera)
     cols = np.clip(uv[:, 0].astype(int), 0, camera.width - 1)
     rows = np.clip(uv[:, 1].astype(int), 0, camera.height - 1)
     rendered = depth[rows, cols]
@@ -201,7 +197,17 @@ def _visibility(
     return cosine, visible
 
 
-def _depth_image(scene: o3d.t.geometry.RaycastingScene, camera: Camera) -> np.ndarray:
+def raycasting_scene(mesh: Mesh | trimesh.Trimesh) -> o3d.t.geometry.RaycastingScene:
+    """Open3D's ray-casting structure over the mesh's triangles."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
+        o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+    )
+    return scene
+
+
+def depth_image(scene: o3d.t.geometry.RaycastingScene, camera: Camera) -> np.ndarray:
     """Depth along the optical axis of the mesh's nearest surface at each pixel (inf where it is empty)."""
     rows, cols = np.mgrid[0 : camera.height, 0 : camera.width]
     uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)

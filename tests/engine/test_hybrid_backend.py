@@ -20,7 +20,7 @@ from reconstruction.engine.backends.hybrid.known import (
     voxel_size,
     world_to_index,
 )
-from reconstruction.engine.backends.hybrid.observe import Observation
+from reconstruction.engine.backends.hybrid.observe import Observation, StereoSettings, observe
 from reconstruction.engine.backends.hybrid.surface import extract_surface, provenance
 from reconstruction.engine.backends.hybrid.texture import fill_unseen
 from reconstruction.engine.backends.photogrammetry.fusion import oriented_normals
@@ -28,13 +28,20 @@ from reconstruction.engine.capture import Capture
 from reconstruction.engine.errors import Cancelled, InvalidCapture, UnknownModel
 from reconstruction.engine.generative.frame import frame_for, mesh_occupancy
 from reconstruction.engine.generative.model import DiffusionModel
-from reconstruction.engine.metrics import load_mesh
+from reconstruction.engine.metrics import load_mesh, surface_distances
 from reconstruction.engine.params import json_schema
 from reconstruction.engine.protocol import Backend
 from reconstruction.engine.registry import get_backend
 
 TINY_MODEL = {"resolution": 16, "depth_bins": 16, "base_channels": 8, "channel_mults": [1, 2], "timesteps": 100}
-FAST = {"output_resolution": 40, "samples": 1, "steps": 4, "repaint_resamples": 1, "depth_hypotheses": 48}
+FAST = {
+    "output_resolution": 40,
+    "samples": 1,
+    "steps": 4,
+    "repaint_resamples": 1,
+    "depth_hypotheses": 48,
+    "measurement": "stereo",
+}
 # An open box (a cup) 0.2 × 0.12 × 0.2 m, walls 3 cm thick, standing on y = −0.06 with its 9 cm deep opening up.
 OUTER = np.array([0.1, 0.06, 0.1])
 INNER = 0.07
@@ -180,6 +187,38 @@ def test_known_voxels_of_a_cup_seen_from_four_views(cup_capture):
     assert np.any(labels[~solid & ~beyond & (centres[:, 1] > 0.03)] == EMPTY)
 
 
+def test_a_fitted_surface_stands_in_for_stereo(cup_capture):
+    """The surface's depth in each view replaces the sweep, with every other view a neighbour however wide the
+    baseline: its points lie on it, each seen by two views, and none where no camera looks."""
+    settings = StereoSettings(
+        max_image_size=96,
+        neighbours=4,
+        hypotheses=32,
+        patch=5,
+        min_ncc=0.3,
+        min_consistent_views=1,
+        consistency_pixels=1.0,
+        consistency_depth=0.01,
+    )
+    capture, mesh = Capture.load(cup_capture), cup_mesh()
+
+    def observed(confirmations: int) -> Observation:
+        settings.min_consistent_views = confirmations
+        return observe(capture, settings, torch.device("cpu"), lambda: None, lambda *_: None, surface=mesh)
+
+    twice = observed(1)
+    assert twice.stereo_pairs == 4 and len(twice.points) > 1000
+    distance, _ = surface_distances(twice.points, mesh)
+    assert np.quantile(distance, 0.99) < 0.002
+    x, y, z = twice.points.T
+    assert not np.any((np.abs(x) < 0.055) & (np.abs(z) < 0.055) & (y < 0.0))  # the bottom of the opening
+    # Every kept depth is the surface's and within its view's silhouette.
+    for depth, mask in zip(twice.depths, twice.masks, strict=True):
+        assert (depth > 0).sum() > 100 and np.all(mask[depth > 0] >= 0.5)
+    once = observed(0)  # every point a view sees, confirmed or not
+    assert len(once.points) > len(twice.points)
+
+
 def test_completion_keeps_every_known_voxel_through_meshing(cup_capture):
     observation = observation_from_rendered_depth(cup_capture)
     model = tiny_model()
@@ -321,6 +360,23 @@ def test_end_to_end_with_a_registered_checkpoint(sphere_capture, tmp_path, monke
     assert np.median(distance[observed]) < 0.004 and np.mean(distance[observed] < 0.01) > 0.9
     fractions = [e[1] for e in events]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+@pytest.mark.slow
+def test_a_field_fitted_to_the_views_measures_the_surface(sphere_capture, tmp_path):
+    params = {**FAST, "measurement": "field", "field_seconds": 8, "field_resolution": 48}
+    result = HybridBackend(tiny_model()).run(
+        Capture.load(sphere_capture), tmp_path / "out", params=params, progress=lambda *e: None, cancel=lambda: False
+    )
+    metrics = result.metrics
+    assert metrics["measurement"] == "field" and metrics["field"]["iterations"] > 50
+    assert (tmp_path / "out" / "field" / "mesh.glb").exists()
+    assert metrics["fused_points"] > 2000
+    # What two views saw of the field's surface is kept as measured: on the sphere (its voxel is 5 mm).
+    mesh = load_mesh(result.mesh_path)
+    observed = np.asarray(mesh.vertex_attributes["_GENERATED"]).reshape(-1) < 0.5
+    distance = np.abs(np.linalg.norm(mesh.vertices[observed] - [0.02, 0.05, -0.01], axis=1) - 0.1)
+    assert observed.sum() > 300 and np.median(distance) < 0.003 and np.mean(distance < 0.008) > 0.9
 
 
 def test_known_cells_do_not_bleed_into_the_upsampled_completion():

@@ -90,7 +90,8 @@ def test_a_hybrid_job_completes_a_few_view_capture(tmp_path, owner, collection, 
     path, bottle = bottle_glb
     folder = render_capture(path, tmp_path / "capture", views=6, size=128)
     capture = _upload_rendered_capture(owner, collection, lenient_standard, folder)
-    fast = {"output_resolution": 48, "samples": 1, "steps": 8, "repaint_resamples": 1, "depth_hypotheses": 48}
+    fast = {"output_resolution": 48, "samples": 1, "steps": 8, "repaint_resamples": 1, "field_seconds": 10,
+            "field_resolution": 64}
     job = _run(owner, asset, capture, "hybrid", fast, "bottle-hybrid", settings, tmp_path, monkeypatch)
 
     mesh = _check_version_cites_the_model(job)

@@ -32,7 +32,13 @@ PROVENANCE_FILE = "provenance.json"
 GENERATED_ATTRIBUTE = "_GENERATED"  # per-vertex 0/1 attribute in mesh.glb: 1 where the surface was generated
 
 # Shares of the whole run given to each stage, for progress reports.
-_STAGES = {"observe": (0.0, 0.4), "complete": (0.4, 0.8), "surface": (0.8, 0.85), "texture": (0.85, 0.97)}
+_STAGES = {
+    "fit": (0.0, 0.5),
+    "observe": (0.5, 0.6),
+    "complete": (0.6, 0.85),
+    "surface": (0.85, 0.88),
+    "texture": (0.88, 0.97),
+}
 
 
 @dataclass
@@ -70,6 +76,22 @@ class HybridParams:
         },
     )
     seed: int = field(default=0, metadata={"description": "Seed of the sampler.", "minimum": 0, "maximum": 2**31 - 1})
+    measurement: str = field(
+        default="field",
+        metadata={
+            "description": "How the views measure the surface: a signed-distance field fitted to them all (needs 4 "
+            "views; fewer fall back to stereo), or plane-sweep stereo between neighbours within 75°.",
+            "enum": ["field", "stereo"],
+        },
+    )
+    field_seconds: float = field(
+        default=60.0,
+        metadata={"description": "Training time of the fitted field, seconds.", "minimum": 5.0, "maximum": 3600.0},
+    )
+    field_resolution: int = field(
+        default=128,
+        metadata={"description": "Grid points along the fitted field's longest side.", "minimum": 16, "maximum": 512},
+    )
     mvs_max_image_size: int = field(
         default=512, metadata={"description": "Longer image side for stereo.", "minimum": 64, "maximum": 4096}
     )
@@ -88,8 +110,9 @@ class HybridParams:
     min_consistent_views: int = field(
         default=1,
         metadata={
-            "description": "Neighbours that must confirm a depth (a surface point is seen by this + 1 views).",
-            "minimum": 1,
+            "description": "Neighbours that must confirm a depth (a surface point is seen by this + 1 views); 0 takes "
+            "every point a view sees.",
+            "minimum": 0,
             "maximum": 11,
         },
     )
@@ -158,7 +181,7 @@ class HybridBackend:
     """Coarse photogrammetry from few views, completed by the registered diffusion model where no camera saw."""
 
     name = "hybrid"
-    version = "1.2.0"
+    version = "1.3.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=2,
@@ -213,6 +236,7 @@ class HybridBackend:
         timings: dict[str, float],
     ) -> ReconstructionResult:
         from .completion import SamplerSettings, complete, output_frame
+        from .field import can_fit, fitted_surface
         from .known import voxel_size
         from .observe import StereoSettings, observe
         from .surface import extract_surface, provenance, snap_to_points
@@ -226,9 +250,27 @@ class HybridBackend:
             start, end = _STAGES[name]
             return lambda fraction, message="": progress(name, start + (end - start) * fraction, message)
 
-        progress("observe", 0.0, f"{capture.num_views} views")
+        progress("fit", 0.0, f"{capture.num_views} views")
         started = time.perf_counter()
         model, references = self._load_model(config, log)
+        check()
+        surface, field_metrics = None, None
+        if config.measurement == "field" and can_fit(capture):
+            fitting = stage("fit")
+            surface, field_metrics = fitted_surface(
+                capture,
+                workdir / "field",
+                seconds=config.field_seconds,
+                resolution=config.field_resolution,
+                device=str(device),
+                progress=fitting,
+                cancel=cancel,
+            )
+            timings["fit"] = time.perf_counter() - started
+            log.append(f"surface fitted by a signed-distance field in {timings['fit']:.0f} s")
+            started = time.perf_counter()
+        elif config.measurement == "field":
+            log.append(f"{capture.num_views} views are too few to fit a field: measured by stereo")
         check()
         settings = StereoSettings(
             max_image_size=config.mvs_max_image_size,
@@ -240,11 +282,11 @@ class HybridBackend:
             consistency_pixels=config.consistency_pixels,
             consistency_depth=config.consistency_depth,
         )
-        observation = observe(capture, settings, device, check, stage("observe"))
+        observation = observe(capture, settings, device, check, stage("observe"), surface)
         timings["observe"] = time.perf_counter() - started
         log.append(
-            f"{len(observation.points)} fused surface points from {observation.stereo_pairs} of "
-            f"{len(observation.cameras)} views with a stereo neighbour"
+            f"{len(observation.points)} surface points seen by at least two views, from {observation.stereo_pairs} "
+            f"of {len(observation.cameras)} views with a neighbour"
         )
         check()
 
@@ -319,6 +361,8 @@ class HybridBackend:
             "provenance": {**origin.summary(mesh), "file": PROVENANCE_FILE, "vertex_attribute": GENERATED_ATTRIBUTE},
             "texture_measured_fraction": round(texture_measured, 4),
             "fused_points": len(observation.points),
+            "measurement": "field" if surface is not None else "stereo",
+            "field": _field_summary(field_metrics),
             "stereo_views": observation.stereo_pairs,
             "known_voxels": counts,
             "silhouette_repair": completion.repair.to_dict() if completion.repair else None,
@@ -353,6 +397,14 @@ class HybridBackend:
         card = find_model(config.model, config.model_version or None)
         log.append(f"completion model {card.reference} (sha256 {card.sha256[:12]}…)")
         return load_model(card), [checkpoint_reference(card)]
+
+
+def _field_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the fitted field's run reports that bears on the measurement."""
+    if metrics is None:
+        return None
+    keys = ("iterations", "train_s", "train_psnr", "grid", "voxel_size", "faces")
+    return {key: metrics[key] for key in keys if key in metrics}
 
 
 def _write_atomic(path: Path, write: Any) -> Path:

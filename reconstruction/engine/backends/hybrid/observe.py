@@ -1,7 +1,8 @@
 """What the few views measure: silhouettes, consistency-checked stereo depth maps and the fused surface points.
 
 The photogrammetry backend's pieces do the work (plane-sweep stereo, cross-view consistency); the capture's
-cameras are taken as given, and a coarse visual hull bounds the depth sweep, so no SfM runs.
+cameras are taken as given, and a coarse visual hull bounds the depth sweep, so no SfM runs. Given a surface fitted
+to the views (field.py), its depth in each view replaces the sweep and every other view is a neighbour.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 import torch
+import trimesh
 
 from reconstruction.engine.backends.photogrammetry.fusion import fuse, oriented_normals
 from reconstruction.engine.backends.photogrammetry.mvs import DepthMap, StereoImage, estimate_depth, select_neighbours
@@ -20,6 +22,7 @@ from reconstruction.engine.cameras import Camera
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.carving import carve, silhouette_box, voxel_grid
 from reconstruction.engine.errors import BackendFailed, InvalidCapture
+from reconstruction.engine.texturing import depth_image, raycasting_scene
 
 HULL_RESOLUTION = 48  # the coarse hull only bounds the object and the depth sweep
 OUTLIER_NEIGHBOURS = 16
@@ -72,8 +75,10 @@ def observe(
     device: torch.device,
     check: Callable[[], None],
     progress: Callable[[float, str], None],
+    surface: trimesh.Trimesh | None = None,
 ) -> Observation:
-    """Silhouettes, consistent depth maps and fused points of `capture` (needs masks and known cameras)."""
+    """Silhouettes, consistent depth maps and fused points of `capture` (needs masks and known cameras); the depth
+    maps are `surface`'s when given, else plane-sweep stereo's."""
     if capture.cameras is None:
         raise InvalidCapture("hybrid needs calibrated cameras (a sparse/ COLMAP model) and the capture has none.")
     if capture.masks is None:
@@ -91,26 +96,13 @@ def observe(
     ]
     stereo_cameras: list[Camera] = [view.camera for view in views]  # type: ignore[misc]
     stereo = [StereoImage.build(v.name, v.image, v.mask, c, device) for v, c in zip(views, stereo_cameras, strict=True)]
-    neighbours = select_neighbours(stereo_cameras, centre, settings.neighbours)
-    depth_maps: list[DepthMap] = []
-    for index, view in enumerate(stereo):
-        check()
-        others = [stereo[j] for j in neighbours[index]]
-        if not others:
-            empty = torch.zeros(view.height, view.width, device=device)
-            depth_maps.append(DepthMap(depth=empty, confidence=empty.clone()))
-        else:
-            depth_maps.append(
-                estimate_depth(
-                    view,
-                    others,
-                    _depth_range(view.camera, hull_points),
-                    hypotheses=settings.hypotheses,
-                    patch=settings.patch,
-                    min_ncc=settings.min_ncc,
-                )
-            )
-        progress(0.05 + 0.85 * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)}")
+    if surface is not None:
+        neighbours = [[j for j in range(len(stereo)) if j != i] for i in range(len(stereo))]
+        scene = raycasting_scene(surface)
+        depth_maps = [_surface_depth(scene, view, device) for view in views]
+    else:
+        neighbours = select_neighbours(stereo_cameras, centre, settings.neighbours)
+        depth_maps = _stereo_depths(stereo, neighbours, hull_points, settings, device, check, progress)
 
     check()
     cloud = fuse(
@@ -145,6 +137,47 @@ def observe(
         object_box=box,
         stereo_pairs=sum(1 for n in neighbours if n),
     )
+
+
+def _stereo_depths(
+    stereo: list[StereoImage],
+    neighbours: list[list[int]],
+    hull_points: np.ndarray,
+    settings: StereoSettings,
+    device: torch.device,
+    check: Callable[[], None],
+    progress: Callable[[float, str], None],
+) -> list[DepthMap]:
+    """Plane-sweep depth of every view against its neighbours (an empty map where it has none)."""
+    depth_maps: list[DepthMap] = []
+    for index, view in enumerate(stereo):
+        check()
+        others = [stereo[j] for j in neighbours[index]]
+        if not others:
+            empty = torch.zeros(view.height, view.width, device=device)
+            depth_maps.append(DepthMap(depth=empty, confidence=empty.clone()))
+        else:
+            depth_maps.append(
+                estimate_depth(
+                    view,
+                    others,
+                    _depth_range(view.camera, hull_points),
+                    hypotheses=settings.hypotheses,
+                    patch=settings.patch,
+                    min_ncc=settings.min_ncc,
+                )
+            )
+        progress(0.05 + 0.85 * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)}")
+    return depth_maps
+
+
+def _surface_depth(scene: o3d.t.geometry.RaycastingScene, view: View, device: torch.device) -> DepthMap:
+    """The fitted surface's depth in `view` inside its silhouette (0 elsewhere), as a fully confident depth map."""
+    assert view.camera is not None  # observe() builds every view with its camera
+    depth = depth_image(scene, view.camera)
+    depth[~np.isfinite(depth) | ~np.asarray(view.mask, dtype=bool)] = 0.0
+    tensor = torch.from_numpy(depth.astype(np.float32)).to(device)
+    return DepthMap(depth=tensor, confidence=(tensor > 0).float())
 
 
 def _kept_depth(depth_map: DepthMap, pixel_ids: np.ndarray) -> np.ndarray:
