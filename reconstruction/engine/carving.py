@@ -23,6 +23,7 @@ MAX_FOOTPRINT = 0.05
 CHUNK = 1 << 20  # voxels per projection batch: bounds memory at a few hundred MB whatever the resolution
 # Voxels across the grid of each pass that bounds the object: the cameras' common view, then the first box.
 BOX_RESOLUTIONS = (32, 64)
+FRAME_SLACK = 1.25  # factor on the tangent of the frame's corner angle (see _frame_angle)
 
 
 @dataclass
@@ -209,6 +210,14 @@ def _may_hold_object(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarr
     return (_misses(grid, cameras, gaps)[0] <= tolerance).reshape(grid.shape)
 
 
+def _frame_angle(camera: Camera) -> float:
+    """Angle between the optical axis and the ray through the image corner farthest from the principal point,
+    widened by FRAME_SLACK (lens distortion bends the corner rays; ruling out a visible voxel loses object)."""
+    corners = np.array([[0, 0], [camera.width, 0], [0, camera.height], [camera.width, camera.height]], dtype=float)
+    offsets = (corners - camera.K[:2, 2]) / np.array([camera.K[0, 0], camera.K[1, 1]])
+    return float(np.arctan(FRAME_SLACK * np.linalg.norm(offsets, axis=1).max()))
+
+
 def _misses(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per voxel (flat), how many views rule it out (no object pixel within its projection), and the last that did."""
     centres = grid.centres("cpu").numpy()
@@ -226,9 +235,17 @@ def _misses(grid: VoxelGrid, cameras: list[Camera], gaps: list[np.ndarray]) -> t
         focal = float(max(camera.K[0, 0], camera.K[1, 1]))
         off_axis = np.sum(((uv - camera.K[:2, 2]) / focal) ** 2, axis=1)
         radius = focal * reach / np.maximum(depth - reach, 1e-12) * (1 + np.nan_to_num(off_axis, nan=0.0)) + 1.0
-        # A voxel this near the camera's plane projects unboundedly far: the view cannot rule it out.
+        # A voxel this near the camera's plane projects unboundedly far: its footprint cannot rule it out.
         around_camera = np.abs(depth) <= reach
-        missed = ~around_camera & ((depth <= 0) | (distance > radius))
+        # Nor can a footprint far off the axis, which the stretch above makes huge; but the object is in the
+        # picture, so a voxel whose bounding sphere lies wholly outside the cone of the frame's corners is ruled
+        # out (without this a 4-view capture's box held voxels beside the cameras, 3-6 times the object's size).
+        local = camera.to_camera(centres)
+        distance_to_camera = np.maximum(np.linalg.norm(local, axis=1), 1e-12)
+        off_axis_angle = np.arctan2(np.linalg.norm(local[:, :2], axis=1), local[:, 2])
+        subtended = np.arcsin(np.clip(reach / distance_to_camera, 0.0, 1.0))
+        out_of_frame = off_axis_angle - subtended > _frame_angle(camera)
+        missed = (~around_camera & ((depth <= 0) | (distance > radius))) | out_of_frame
         misses += missed
         last[missed] = index
     return misses, last

@@ -77,6 +77,23 @@ def test_silhouette_box_padding_and_tolerance():
     assert silhouette_box(cameras, masks, tolerance=1)[0][1] <= -1.0
 
 
+def test_silhouette_box_of_four_rendered_views_is_tight(tmp_path):
+    """Voxels beside the cameras, far off every axis, lie outside the pictures the object is in: ruled out, a
+    4-view capture's box is the object's and not 3-6 times its size (so a field fitted in it keeps its detail)."""
+    import trimesh
+
+    from reconstruction.engine.capture import Capture
+    from reconstruction.engine.render import render_capture
+
+    extents = np.array([0.83, 0.69, 0.57])
+    trimesh.creation.box(extents=extents).export(tmp_path / "box.glb")
+    capture = Capture.load(render_capture(tmp_path / "box.glb", tmp_path / "capture", views=4, size=96))
+    low, high = silhouette_box(capture.cameras, [capture.load_mask(i) for i in range(4)])
+    assert (low <= -extents / 2).all() and (high >= extents / 2).all()
+    # Four views leave the hull wider than the box, most along the axis no view looks across.
+    assert (high - low < 2.0 * extents).all(), (high - low) / extents
+
+
 def test_silhouette_box_refuses_masks_that_share_no_volume():
     cameras = ring_cameras()
     masks = [splat(c, chair_leg_object()) for c in cameras]
