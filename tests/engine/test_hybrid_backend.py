@@ -187,36 +187,44 @@ def test_known_voxels_of_a_cup_seen_from_four_views(cup_capture):
     assert np.any(labels[~solid & ~beyond & (centres[:, 1] > 0.03)] == EMPTY)
 
 
-def test_a_fitted_surface_stands_in_for_stereo(cup_capture):
-    """The surface's depth in each view replaces the sweep, with every other view a neighbour however wide the
-    baseline: its points lie on it, each seen by two views, and none where no camera looks."""
+def observed_surface(folder: Path, surface: trimesh.Trimesh, confirmations: int) -> Observation:
     settings = StereoSettings(
         max_image_size=96,
         neighbours=4,
         hypotheses=32,
         patch=5,
         min_ncc=0.3,
-        min_consistent_views=1,
+        min_consistent_views=confirmations,
         consistency_pixels=1.0,
         consistency_depth=0.01,
     )
-    capture, mesh = Capture.load(cup_capture), cup_mesh()
+    return observe(Capture.load(folder), settings, torch.device("cpu"), lambda: None, lambda *_: None, surface)
 
-    def observed(confirmations: int) -> Observation:
-        settings.min_consistent_views = confirmations
-        return observe(capture, settings, torch.device("cpu"), lambda: None, lambda *_: None, surface=mesh)
 
-    twice = observed(1)
-    assert twice.stereo_pairs == 4 and len(twice.points) > 1000
-    distance, _ = surface_distances(twice.points, mesh)
+def test_a_fitted_surface_stands_in_for_stereo(cup_capture):
+    """The surface's depth in each view replaces the sweep: its points lie on it, inside the silhouettes, and none
+    where no camera looks. The cup's four views are 90° apart, beyond the matching angle, so none confirms another
+    and each keeps all it sees."""
+    mesh = cup_mesh()
+    observation = observed_surface(cup_capture, mesh, 1)
+    assert observation.stereo_pairs == 0 and len(observation.points) > 1000
+    distance, _ = surface_distances(observation.points, mesh)
     assert np.quantile(distance, 0.99) < 0.002
-    x, y, z = twice.points.T
-    assert not np.any((np.abs(x) < 0.055) & (np.abs(z) < 0.055) & (y < 0.0))  # the bottom of the opening
-    # Every kept depth is the surface's and within its view's silhouette.
-    for depth, mask in zip(twice.depths, twice.masks, strict=True):
+    x, y, z = observation.points.T
+    assert not np.any((np.abs(x) < 0.055) & (np.abs(z) < 0.055) & (y > FLOOR - 0.002) & (y < 0.0))  # its floor
+    for depth, mask in zip(observation.depths, observation.masks, strict=True):
         assert (depth > 0).sum() > 100 and np.all(mask[depth > 0] >= 0.5)
-    once = observed(0)  # every point a view sees, confirmed or not
-    assert len(once.points) > len(twice.points)
+
+
+def test_views_within_the_matching_angle_confirm_each_others_surface(sphere_capture):
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.1)
+    sphere.apply_translation([0.02, 0.05, -0.01])
+    confirmed = observed_surface(sphere_capture, sphere, 1)
+    assert confirmed.stereo_pairs == 8
+    everything = observed_surface(sphere_capture, sphere, 0)
+    assert len(everything.points) > len(confirmed.points) > 0.5 * len(everything.points)
+    distance, _ = surface_distances(confirmed.points, sphere)
+    assert np.quantile(distance, 0.99) < 0.002
 
 
 def test_completion_keeps_every_known_voxel_through_meshing(cup_capture):

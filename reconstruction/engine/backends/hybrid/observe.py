@@ -2,7 +2,7 @@
 
 The photogrammetry backend's pieces do the work (plane-sweep stereo, cross-view consistency); the capture's
 cameras are taken as given, and a coarse visual hull bounds the depth sweep, so no SfM runs. Given a surface fitted
-to the views (field.py), its depth in each view replaces the sweep and every other view is a neighbour.
+to the views (field.py), its depth in each view replaces the sweep.
 """
 
 from __future__ import annotations
@@ -97,7 +97,14 @@ def observe(
     stereo_cameras: list[Camera] = [view.camera for view in views]  # type: ignore[misc]
     stereo = [StereoImage.build(v.name, v.image, v.mask, c, device) for v, c in zip(views, stereo_cameras, strict=True)]
     if surface is not None:
-        neighbours = [[j for j in range(len(stereo)) if j != i] for i in range(len(stereo))]
+        # Any other view may confirm a point (the field needs no patch matching), but a view with no other within
+        # stereo's matching angle has no view that saw its surface the way it did: with 4 views 90° apart, two
+        # views see the same surface only where the visual hull bulges most (on Avocado the field's precision was
+        # 0.31 there, 0.58 elsewhere). Such a view has no neighbours, and fuse() keeps its surface whole, as the
+        # field fitted it to its pixels and the other views' silhouettes (bench means at 4 views, F@1%: 0.579
+        # against 0.538 when every view needed a confirmation).
+        close = select_neighbours(stereo_cameras, centre, 1)
+        neighbours = [[j for j in range(len(stereo)) if j != i] if close[i] else [] for i in range(len(stereo))]
         scene = raycasting_scene(surface)
         depth_maps = [_surface_depth(scene, view, device) for view in views]
     else:

@@ -44,7 +44,8 @@ def consistent_points(
     max_relative_depth: float,
     min_views: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points of view `index` confirmed by at least `min_views` neighbours, each averaged with its confirmations.
+    """Points of view `index` confirmed by at least `min_views` neighbours (by all of them when it has fewer; every
+    point when it has none), each averaged with its confirmations.
 
     A neighbour confirms a pixel when its own depth at the projection, carried back into the reference,
     lands within `max_pixels` of the pixel and within `max_relative_depth` of its depth.
