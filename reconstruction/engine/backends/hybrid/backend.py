@@ -287,8 +287,8 @@ class HybridBackend:
         observation = observe(capture, settings, device, check, stage("observe"), surface)
         timings["observe"] = time.perf_counter() - started
         log.append(
-            f"{len(observation.points)} surface points seen by at least two views, from {observation.stereo_pairs} "
-            f"of {len(observation.cameras)} views with a neighbour"
+            f"{len(observation.points)} measured surface points; {observation.stereo_pairs} of "
+            f"{len(observation.cameras)} views had a neighbour to confirm theirs"
         )
         check()
 
