@@ -101,6 +101,17 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_list(text: str) -> list[int]:
+    """--seeds: comma-separated non-negative integers, checked before any work starts."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2,3, not {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, not {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, default=DEFAULT_TEST, help="held-out procedural data set folder")
@@ -108,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scans", type=Path, default=DEFAULT_SCANS)
     parser.add_argument("--objects", default="all", help="comma-separated scan stems, or 'all'")
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--seeds", default="0,1,2,3", help="sampler seeds per scan; ours is their mean")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3], help="sampler seeds per scan, e.g. 0,1,2,3; "
+                        "ours is their mean")
     parser.add_argument(
         "--align-procedural",
         action="store_true",
@@ -141,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         report["procedural"] = None
         print(f"no procedural test set at {args.test}; skipped", flush=True)
     stems = None if args.objects == "all" else set(args.objects.split(","))
-    seeds = [int(seed) for seed in args.seeds.split(",")]
+    seeds = args.seeds
     scans = sorted(p for p in args.scans.glob("*.glb") if stems is None or p.stem in stems)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-diffusion-") as scratch:
