@@ -65,7 +65,8 @@ def bench_scan(mesh_path: Path, scratch: Path, size: int, seeds: list[int]) -> d
         run.update(seconds=seconds, confidence=result.metrics["confidence"],
                    silhouette_iou=result.metrics["silhouette_iou"])
         runs.append(run)
-    ours = mean_scores(runs, ("volume_iou", "f@2%", "f@5%", "seconds", "confidence", "silhouette_iou"))
+    ours = mean_scores(runs, ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds", "confidence",
+                              "silhouette_iou"))
     ours["by_seed"] = {"seeds": seeds, "f@2%": [r["f@2%"] for r in runs], "f@5%": [r["f@5%"] for r in runs]}
     assert capture.cameras is not None and capture.masks is not None
     mask = capture.load_mask(0)
@@ -82,7 +83,8 @@ def bench_scan(mesh_path: Path, scratch: Path, size: int, seeds: list[int]) -> d
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| set | method | items | volume IoU | F@2% | F@5% | s/asset |", "|---|---|---|---|---|---|---|"]
+    lines = ["| set | method | items | volume IoU | F@2% | F@5% | normal consistency | s/asset |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def cell(value: Any) -> str:
         return "–" if value is None else f"{value:.3f}"
@@ -93,11 +95,12 @@ def markdown(report: dict[str, Any]) -> str:
         for method in ("ours", "baseline"):
             m = block["mean"][method]
             lines.append(f"| {name} | {method} | {m['count']} | {cell(m['volume_iou'])} | {cell(m['f@2%'])} | "
-                         f"{cell(m['f@5%'])} | {cell(m.get('seconds'))} |")
+                         f"{cell(m['f@5%'])} | {cell(m.get('normal_consistency'))} | {cell(m.get('seconds'))} |")
     for row in (report.get("scans") or {}).get("rows", []):
         o, b = row["ours"], row["baseline"]
         lines.append(f"| scan {row['object']} | ours / baseline | 1 | {cell(o['volume_iou'])} / {cell(b['volume_iou'])} | "
-                     f"{cell(o['f@2%'])} / {cell(b['f@2%'])} | {cell(o['f@5%'])} / {cell(b['f@5%'])} | {o['seconds']:.1f} |")
+                     f"{cell(o['f@2%'])} / {cell(b['f@2%'])} | {cell(o['f@5%'])} / {cell(b['f@5%'])} | "
+                     f"{cell(o.get('normal_consistency'))} / {cell(b.get('normal_consistency'))} | {o['seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -166,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         "view": "render --single (elevation 15°, azimuth 30°), 512 px, white background, mask from the render",
         "seeds": seeds,
         "rows": rows,
-        "mean": {"ours": mean_scores([r["ours"] for r in rows], ("volume_iou", "f@2%", "f@5%", "seconds")),
-                 "baseline": mean_scores([r["baseline"] for r in rows], ("volume_iou", "f@2%", "f@5%", "seconds"))},
+        "mean": {"ours": mean_scores([r["ours"] for r in rows], ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds")),
+                 "baseline": mean_scores([r["baseline"] for r in rows],
+                                         ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds"))},
     } if rows else None
     report["table"] = markdown(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,14 @@ def mean_abs_cosine(normals: np.ndarray, other: np.ndarray) -> float:
     return float(np.abs(np.sum(normals * other, axis=1)).mean())
 
 
+def normal_consistency(points: np.ndarray, normals: np.ndarray, other: np.ndarray, other_normals: np.ndarray) -> float:
+    """Mean |cos| between each sampled normal and the normal at the nearest sample of the other surface, both ways:
+    1 for surfaces oriented alike everywhere; terraces, noise and lumps lower it even where F-scores are blind."""
+    _, to_other = nearest_distances(points, other)
+    _, to_points = nearest_distances(other, points)
+    return (mean_abs_cosine(normals, other_normals[to_other]) + mean_abs_cosine(other_normals, normals[to_points])) / 2
+
+
 def volume_iou(a: trimesh.Trimesh, b: trimesh.Trimesh, samples: int = 100_000, seed: int = 0) -> float:
     """Intersection over union of the volumes of two watertight meshes, by point containment in their joint box."""
     for name, mesh in (("reconstruction", a), ("reference", b)):

@@ -16,6 +16,7 @@ from reconstruction.engine.metrics import (
     mean_abs_cosine,
     ms_ssim,
     nearest_distances,
+    normal_consistency,
     pose_errors,
     psnr,
     surface_distances,
@@ -55,6 +56,19 @@ def test_mean_abs_cosine_ignores_the_sign():
     normals = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
     assert mean_abs_cosine(normals, np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])) == 1.0
     assert mean_abs_cosine(normals, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])) == pytest.approx(0.5)
+
+
+def test_normal_consistency_pairs_each_sample_with_the_nearest_of_the_other_surface():
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    up, down = np.array([[0.0, 0.0, 1.0]] * 2), np.array([[0.0, 0.0, -1.0]] * 2)
+    assert normal_consistency(points, up, points + 0.01, down) == 1.0  # orientation, not sign
+    tilted = np.array([[0.0, np.sin(np.pi / 3), np.cos(np.pi / 3)]] * 2)  # 60° away: |cos| = 0.5
+    assert normal_consistency(points, up, points, tilted) == pytest.approx(0.5)
+    # Both ways: a far sample of the other surface is paired too, so its normal counts.
+    other = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    assert normal_consistency(points, up, other, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])) == pytest.approx(
+        (1.0 + 0.5) / 2
+    )
 
 
 def test_empty_point_sets_are_refused():

@@ -10,7 +10,15 @@ import numpy as np
 import trimesh
 
 from reconstruction.engine.generative.frame import ViewFrame
-from reconstruction.engine.metrics import MetricError, fscore, sample_surface, transform_points, umeyama, volume_iou
+from reconstruction.engine.metrics import (
+    MetricError,
+    fscore,
+    normal_consistency,
+    sample_surface,
+    transform_points,
+    umeyama,
+    volume_iou,
+)
 
 F_SCORE_FRACTIONS = (0.02, 0.05)
 
@@ -43,18 +51,21 @@ def score_meshes(
     """Volume IoU and F-score at 2% and 5% of the reference's diagonal; with `align`, after a similarity ICP of the
     prediction onto the reference (a single view fixes neither scale nor depth exactly)."""
     diagonal = float(np.linalg.norm(reference.bounds[1] - reference.bounds[0]))
-    pred_points, _ = sample_surface(pred, samples, seed)
-    ref_points, _ = sample_surface(reference, samples, seed + 1)
+    pred_points, pred_normals = sample_surface(pred, samples, seed)
+    ref_points, ref_normals = sample_surface(reference, samples, seed + 1)
     report: dict[str, Any] = {}
     if align:
         T, rms = symmetric_icp(pred_points, ref_points)
         pred_points = transform_points(T, pred_points)
+        pred_normals = pred_normals @ T[:3, :3].T
+        pred_normals /= np.linalg.norm(pred_normals, axis=1, keepdims=True)
         pred = pred.copy()
         pred.apply_transform(T)
         report["alignment_rms"] = rms
         report["alignment_scale"] = float(np.cbrt(abs(np.linalg.det(T[:3, :3]))))
     for fraction in F_SCORE_FRACTIONS:
         report[f"f@{int(fraction * 100)}%"] = fscore(pred_points, ref_points, fraction * diagonal)["fscore"]
+    report["normal_consistency"] = normal_consistency(pred_points, pred_normals, ref_points, ref_normals)
     try:
         report["volume_iou"] = volume_iou(pred, reference, samples=samples, seed=seed)
     except MetricError:
@@ -140,8 +151,8 @@ def evaluate_on_dataset(
                 f"baseline IoU {baseline[-1]['volume_iou']} F@2% {baseline[-1]['f@2%']:.3f}")
     return {
         "items": count,
-        "ours": mean_scores(ours, ("volume_iou", "f@2%", "f@5%", "seconds", "confidence")),
-        "baseline": mean_scores(baseline),
+        "ours": mean_scores(ours, ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds", "confidence")),
+        "baseline": mean_scores(baseline, ("volume_iou", "f@2%", "f@5%", "normal_consistency")),
         "rows": {"ours": ours, "baseline": baseline},
     }
 
