@@ -103,3 +103,57 @@ def test_a_tampered_checkpoint_is_refused(vase_capture, tmp_path, monkeypatch):
 
     with pytest.raises(CheckpointRejected, match="does not match its model card"):
         _run(vase_capture[0], tmp_path / "out")
+
+
+def test_smoothing_turns_the_terraces_of_the_depth_bins_into_a_slope():
+    from reconstruction.engine.backends.diffusion.backend import _refine
+    from reconstruction.engine.cameras import camera_looking_at, intrinsics
+    from reconstruction.engine.generative.evaluation import at_resolution
+    from reconstruction.engine.generative.frame import frame_for
+    from reconstruction.engine.metrics import normal_consistency, sample_surface
+
+    camera = camera_looking_at("v", 128, 128, intrinsics(150, 150, 64, 64), (0.0, 0.0, 2.0), (0.0, 0.0, 0.0))
+    mask = np.ones((128, 128), bool)
+    coarse = frame_for(camera, mask, resolution=16, depth_bins=16)
+
+    def slab(frame):  # solid from the front bins back to a plane sloping across the columns
+        depth, rows, cols = np.indices(frame.shape, dtype=np.float32) + 0.5
+        return (depth / frame.depth_bins < 0.3 + 0.4 * cols / frame.resolution).astype(np.float32)
+
+    truth = at_resolution(coarse, 64, 64)
+    reference = truth.to_world_mesh(slab(truth))
+    consistency = {}
+    for smoothing in (0.0, 1.0):
+        fine, volume = _refine(coarse, slab(coarse), np.ones((128, 128), np.float32), 64, smoothing)
+        mesh = fine.to_world_mesh(volume)
+        consistency[smoothing] = normal_consistency(*sample_surface(mesh, 4000), *sample_surface(reference, 4000, 1))
+    assert consistency[1.0] > consistency[0.0] + 0.02
+
+
+def test_parts_of_the_silhouette_the_volume_missed_get_a_solid_as_deep_as_they_are_wide():
+    from reconstruction.engine.backends.diffusion.backend import _fill_silhouette_gaps
+    from reconstruction.engine.cameras import camera_looking_at, intrinsics
+    from reconstruction.engine.generative.frame import frame_for
+
+    camera = camera_looking_at("v", 128, 128, intrinsics(150, 150, 64, 64), (0.0, 0.0, 2.0), (0.0, 0.0, 0.0))
+    frame = frame_for(camera, np.ones((128, 128), bool), resolution=32, depth_bins=32)
+    volume = np.zeros(frame.shape, np.float32)
+    volume[10:20, 4:16, 4:28] = 1.0  # a seat: front at bin 10
+    coverage = np.zeros((32, 32), np.float32)
+    coverage[4:16, 4:28] = 1.0
+    coverage[16:30, 6:8] = 1.0  # a leg two columns wide that the volume left out
+
+    filled, share = _fill_silhouette_gaps(frame, volume, coverage)
+
+    assert share == pytest.approx(28 / coverage.sum())
+    np.testing.assert_array_equal(filled[:, 4:16], volume[:, 4:16])  # what was there is kept
+    leg = filled[:, 16:30, 6:8] >= 0.5
+    assert leg.any(axis=0).all()  # every leg column is solid now
+    assert (leg.argmax(axis=0) == 10).all()  # starting at the seat's front
+    column_width = frame.side / frame.resolution / camera.K[0, 0] * frame.centre_depth
+    bins = leg.sum(axis=0)
+    assert bins.max() == max(1, round(2 * 1 * column_width / (frame.depth_extent / frame.depth_bins)))
+    assert not filled[:, 30:].any() and not filled[:, :, 28:].any()  # nothing outside the silhouette
+
+    untouched, none = _fill_silhouette_gaps(frame, volume, coverage * (volume.max(axis=0) > 0))
+    assert none == 0.0 and untouched is volume

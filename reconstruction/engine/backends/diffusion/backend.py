@@ -1,4 +1,5 @@
-"""The `diffusion` backend: single image → occupancy samples → best by silhouette → marching cubes → vertex colours.
+"""The `diffusion` backend: single image → occupancy samples → best by silhouette → silhouette gaps filled →
+marching cubes → vertex colours.
 
 A rendered single-view capture carries its camera, and the mesh comes back in that capture's world frame. A plain
 photo has none: it is given a 40° pinhole with the object at unit depth, and the mesh is returned in a normalised
@@ -50,12 +51,22 @@ class DiffusionParams:
         metadata={"description": "Columns across the crop of the grid the mesh is extracted from (the sampled volume "
                   "is upsampled to it).", "minimum": 16, "maximum": 256},
     )
+    smoothing: float = field(
+        default=0.0,
+        metadata={"description": "Gaussian smoothing of the sampled volume before meshing, in the network's voxels; "
+                  "removes the terraces of its depth bins.", "minimum": 0.0, "maximum": 3.0},
+    )
+    fill_silhouette: bool = field(
+        default=True,
+        metadata={"description": "Give parts the photo shows but the volume missed (thinner than its columns) a "
+                  "solid as deep as they are wide, so the mesh covers the whole silhouette."},
+    )
     colour: bool = field(default=True, metadata={"description": "Colour vertices from the photo."})
 
 
 class DiffusionBackend:
     name = "diffusion"
-    version = "1.0.0"
+    version = "1.1.0"
     capabilities = Capabilities(
         inputs=frozenset({SINGLE_IMAGE}),
         min_views=1,
@@ -140,7 +151,10 @@ class DiffusionBackend:
             )
             log.append(f"scores {[round(s, 3) for s in sampled.scores]}; kept sample {sampled.index}")
             progress("mesh", 0.82, "marching cubes")
-            fine, volume = _refine(frame, sampled.volume, mask, config.mesh_resolution)
+            fine, volume = _refine(frame, sampled.volume, mask, config.mesh_resolution, config.smoothing)
+            gap_share = 0.0
+            if config.fill_silhouette:
+                volume, gap_share = _fill_silhouette_gaps(fine, volume, fine.crop(mask))
             try:
                 mesh = fine.to_world_mesh(volume, level=0.5)
             except InvalidInput:
@@ -174,6 +188,7 @@ class DiffusionBackend:
                 "watertight": bool(mesh.is_watertight),
                 "coloured_vertex_fraction": coloured,
                 "grid": list(sampled.volume.shape),
+                "silhouette_gap_filled": gap_share,
             },
             resources=usage,
             backend=self.name,
@@ -190,16 +205,48 @@ def _border_colour(image: np.ndarray) -> np.ndarray:
     return np.median(border, axis=0)
 
 
-def _refine(frame: ViewFrame, volume: np.ndarray, mask: np.ndarray, resolution: int) -> tuple[ViewFrame, np.ndarray]:
-    """The sampled volume upsampled (trilinear, centres kept) to `resolution` columns and clipped by the full-
-    resolution silhouette, so the surface follows the photo's outline more finely than the network's grid."""
+def _refine(
+    frame: ViewFrame, volume: np.ndarray, mask: np.ndarray, resolution: int, smoothing: float = 0.0
+) -> tuple[ViewFrame, np.ndarray]:
+    """The sampled volume smoothed (Gaussian, `smoothing` network voxels), upsampled (trilinear, centres kept) to
+    `resolution` columns and clipped by the full-resolution silhouette, so the surface follows the photo's outline
+    more finely than the network's grid."""
+    from scipy.ndimage import gaussian_filter
+
     from reconstruction.engine.generative.evaluation import at_resolution, upsample_volume
+
+    if smoothing > 0:
+        volume = gaussian_filter(np.asarray(volume, dtype=np.float32), smoothing, mode="constant")
 
     depth_bins = max(1, round(resolution * frame.depth_bins / frame.resolution))
     fine = at_resolution(frame, resolution, depth_bins)
     upsampled = upsample_volume(volume, fine.shape)
     silhouette = fine.crop(mask)
     return fine, np.minimum(upsampled, silhouette[None])
+
+
+def _fill_silhouette_gaps(frame: ViewFrame, volume: np.ndarray, coverage: np.ndarray) -> tuple[np.ndarray, float]:
+    """Columns the photo shows as object but the volume leaves empty (parts thinner than the network's columns: chair
+    legs, handles, straps) get a solid starting at the front of the nearest filled column, as deep as the part is
+    wide there, so the mesh covers the whole silhouette. Returns the volume and the share of columns filled."""
+    from scipy.ndimage import distance_transform_edt
+
+    solid = volume >= 0.5
+    filled, inside = solid.any(axis=0), coverage >= 0.5
+    gaps = inside & ~filled
+    if not gaps.any() or not filled.any():
+        return volume, 0.0
+    _, (near_i, near_j) = distance_transform_edt(~filled, return_indices=True)
+    to_edge = distance_transform_edt(inside)  # columns from each column to the silhouette's edge
+    column_width = frame.side / frame.resolution / float(frame.camera.K[0, 0]) * frame.centre_depth
+    bin_depth = frame.depth_extent / frame.depth_bins
+    gi, gj = np.nonzero(gaps)
+    start = solid.argmax(axis=0)[near_i[gi, gj], near_j[gi, gj]]
+    depth = np.maximum(1, np.round(2 * to_edge[gi, gj] * column_width / bin_depth)).astype(int)
+    bins = np.arange(frame.depth_bins)[:, None]
+    volume = volume.copy()
+    volume[:, gi, gj] = np.where((bins >= start) & (bins < start + depth), 1.0, volume[:, gi, gj])
+    return volume, float(gaps.sum() / inside.sum())
 
 
 def _drop_fragments(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
