@@ -45,6 +45,7 @@ from reconstruction.engine.render import render_capture  # noqa: E402
 DEFAULT_SCANS = Path(os.environ.get("ASSAY_SHARED_DATA") or REPO.parent / "shared" / "data") / "gltf"
 DEFAULT_TEST = Path(os.environ.get("ASSAY_DIFFUSION_TEST") or REPO / "var" / "diffusion-data" / "test")
 BASELINE_RESOLUTION = 64
+SCORES = ("volume_iou", "f@2%", "f@5%", "normal_consistency")  # averaged over seeds and over scans
 
 
 def bench_scan(mesh_path: Path, scratch: Path, size: int, seeds: list[int]) -> dict[str, Any]:
@@ -65,8 +66,7 @@ def bench_scan(mesh_path: Path, scratch: Path, size: int, seeds: list[int]) -> d
         run.update(seconds=seconds, confidence=result.metrics["confidence"],
                    silhouette_iou=result.metrics["silhouette_iou"])
         runs.append(run)
-    ours = mean_scores(runs, ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds", "confidence",
-                              "silhouette_iou"))
+    ours = mean_scores(runs, (*SCORES, "seconds", "confidence", "silhouette_iou"))
     ours["by_seed"] = {"seeds": seeds, "f@2%": [r["f@2%"] for r in runs], "f@5%": [r["f@5%"] for r in runs]}
     assert capture.cameras is not None and capture.masks is not None
     mask = capture.load_mask(0)
@@ -169,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         "view": "render --single (elevation 15°, azimuth 30°), 512 px, white background, mask from the render",
         "seeds": seeds,
         "rows": rows,
-        "mean": {"ours": mean_scores([r["ours"] for r in rows], ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds")),
-                 "baseline": mean_scores([r["baseline"] for r in rows],
-                                         ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds"))},
+        "mean": {"ours": mean_scores([r["ours"] for r in rows], (*SCORES, "seconds")),
+                 "baseline": mean_scores([r["baseline"] for r in rows], (*SCORES, "seconds"))},
     } if rows else None
     report["table"] = markdown(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
