@@ -31,6 +31,7 @@ from reconstruction.engine.backends.diffusion import DiffusionBackend  # noqa: E
 from reconstruction.engine.backends.diffusion.backend import MODEL_NAME  # noqa: E402
 from reconstruction.engine.capture import Capture  # noqa: E402
 from reconstruction.engine.generative.evaluation import (  # noqa: E402
+    SCORES,
     evaluate_on_dataset,
     extrusion_baseline,
     mean_scores,
@@ -45,7 +46,6 @@ from reconstruction.engine.render import render_capture  # noqa: E402
 DEFAULT_SCANS = Path(os.environ.get("ASSAY_SHARED_DATA") or REPO.parent / "shared" / "data") / "gltf"
 DEFAULT_TEST = Path(os.environ.get("ASSAY_DIFFUSION_TEST") or REPO / "var" / "diffusion-data" / "test")
 BASELINE_RESOLUTION = 64
-SCORES = ("volume_iou", "f@2%", "f@5%", "normal_consistency")  # averaged over seeds and over scans
 
 
 def bench_scan(mesh_path: Path, scratch: Path, size: int, seeds: list[int]) -> dict[str, Any]:

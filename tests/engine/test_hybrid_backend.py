@@ -17,7 +17,6 @@ from reconstruction.engine.backends.hybrid.known import (
     UNKNOWN,
     classify,
     voxel_centres,
-    voxel_size,
     world_to_index,
 )
 from reconstruction.engine.backends.hybrid.observe import Observation, StereoSettings, observe
@@ -150,7 +149,7 @@ def test_known_voxels_of_a_cup_seen_from_four_views(cup_capture):
     labels = classify(frame, observation).reshape(-1)
     centres = frame.world_points().reshape(-1, 3)
     solid = cup_solid(centres)
-    lateral, depth = voxel_size(frame)
+    lateral, depth = frame.voxel_size()
     voxel = max(lateral, depth)
 
     # Outside the visual hull (on clear background, a pixel away from the silhouette, in some view): empty, all of it.

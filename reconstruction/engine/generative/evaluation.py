@@ -21,6 +21,7 @@ from reconstruction.engine.metrics import (
 )
 
 F_SCORE_FRACTIONS = (0.02, 0.05)
+SCORES = ("volume_iou", "f@2%", "f@5%", "normal_consistency")  # what score_meshes reports that is worth averaging
 
 
 def extrusion_baseline(frame: ViewFrame, mask: np.ndarray) -> np.ndarray:
@@ -151,8 +152,8 @@ def evaluate_on_dataset(
                 f"baseline IoU {baseline[-1]['volume_iou']} F@2% {baseline[-1]['f@2%']:.3f}")
     return {
         "items": count,
-        "ours": mean_scores(ours, ("volume_iou", "f@2%", "f@5%", "normal_consistency", "seconds", "confidence")),
-        "baseline": mean_scores(baseline, ("volume_iou", "f@2%", "f@5%", "normal_consistency")),
+        "ours": mean_scores(ours, (*SCORES, "seconds", "confidence")),
+        "baseline": mean_scores(baseline, SCORES),
         "rows": {"ours": ours, "baseline": baseline},
     }
 

@@ -65,6 +65,11 @@ class ViewFrame:
     def shape(self) -> tuple[int, int, int]:
         return (self.depth_bins, self.resolution, self.resolution)
 
+    def voxel_size(self) -> tuple[float, float]:
+        """(lateral, depth) edge of a voxel at the frame's centre depth, in world units."""
+        lateral = self.side / self.resolution * self.centre_depth / float(self.camera.K[0, 0])
+        return lateral, self.depth_extent / self.depth_bins
+
     def column_pixels(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image pixel coordinates (u, v) of the rays of continuous column indices (i, j)."""
         step = self.side / self.resolution

@@ -214,11 +214,11 @@ def _refine(
     """The sampled volume smoothed (Gaussian, `smoothing` network voxels), upsampled (trilinear, centres kept) to
     `resolution` columns and clipped by the full-resolution silhouette, so the surface follows the photo's outline
     more finely than the network's grid."""
-    from scipy.ndimage import gaussian_filter
-
     from reconstruction.engine.generative.evaluation import at_resolution, upsample_volume
 
     if smoothing > 0:
+        from scipy.ndimage import gaussian_filter
+
         volume = gaussian_filter(np.asarray(volume, dtype=np.float32), smoothing, mode="constant")
 
     depth_bins = max(1, round(resolution * frame.depth_bins / frame.resolution))
@@ -243,8 +243,7 @@ def _fill_silhouette_gaps(
         return volume, 0.0
     _, (near_i, near_j) = distance_transform_edt(~filled, return_indices=True)
     to_edge = distance_transform_edt(inside)  # columns from each column to the silhouette's edge
-    column_width = frame.side / frame.resolution / float(frame.camera.K[0, 0]) * frame.centre_depth
-    bin_depth = frame.depth_extent / frame.depth_bins
+    column_width, bin_depth = frame.voxel_size()
     gi, gj = np.nonzero(gaps)
     start = solid.argmax(axis=0)[near_i[gi, gj], near_j[gi, gj]]
     depth = np.maximum(1, np.round(2 * to_edge[gi, gj] * column_width / bin_depth)).astype(int)

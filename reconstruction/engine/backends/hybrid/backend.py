@@ -239,7 +239,6 @@ class HybridBackend:
     ) -> ReconstructionResult:
         from .completion import SamplerSettings, complete, output_frame
         from .field import can_fit, fitted_surface
-        from .known import voxel_size
         from .observe import StereoSettings, observe
         from .surface import extract_surface, provenance, snap_to_points
         from .texture import colour_mesh
@@ -322,7 +321,7 @@ class HybridBackend:
 
         started = time.perf_counter()
         mesh, dropped = extract_surface(frame, volume, config.min_component_share)
-        lateral, depth = voxel_size(frame)
+        lateral, depth = frame.voxel_size()
         voxel = max(lateral, depth)
         radius = config.observed_radius * voxel
         snapped = snap_to_points(mesh, observation.points, config.snap_radius * voxel) if config.snap_radius > 0 else 0

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from reconstruction.engine.generative.frame import ViewFrame, frame_for
 
-from .known import EMPTY, OCCUPIED, UNKNOWN, classify, known_arrays, voxel_size
+from .known import EMPTY, OCCUPIED, UNKNOWN, classify, known_arrays
 from .observe import Observation
 from .silhouette import SilhouetteRepair, restore_silhouettes
 
@@ -90,7 +90,7 @@ def complete(
     known, known_mask = known_arrays(labels)
     coarse = replace(frame, resolution=model.resolution, depth_bins=model.depth_bins)
     # The occupied band keeps its thickness in world units, not in (coarser) voxels.
-    scale = min(voxel_size(frame)) / min(voxel_size(coarse))
+    scale = min(frame.voxel_size()) / min(coarse.voxel_size())
     coarse_labels = classify(coarse, observation, tolerance_voxels=tolerance_voxels, band_voxels=band_voxels * scale)
     coarse_known, coarse_known_mask = known_arrays(coarse_labels)
     image = observation.images[reference]

@@ -30,12 +30,6 @@ NEIGHBOUR_PLANES = 8  # fused points whose tangent planes a surface-band voxel m
 PLANE_SLACK = 0.25  # …give or take this share of a voxel (the points themselves are noisy)
 
 
-def voxel_size(frame: ViewFrame) -> tuple[float, float]:
-    """(lateral, depth) edge of a voxel at the frame's centre depth, in world units."""
-    lateral = frame.side / frame.resolution * frame.centre_depth / float(frame.camera.K[0, 0])
-    return lateral, frame.depth_extent / frame.depth_bins
-
-
 def world_to_index(frame: ViewFrame, points: np.ndarray) -> np.ndarray:
     """World points (N, 3) → continuous voxel indices (N, 3) in (k, i, j) order; the inverse of index_to_world."""
     camera_points = frame.camera.to_camera(points)
@@ -67,7 +61,7 @@ def classify(
 ) -> np.ndarray:
     """Label (D, R, R) int8 of every voxel of `frame`: EMPTY, OCCUPIED or UNKNOWN (see the module docstring)."""
     centres = voxel_centres(frame).reshape(-1, 3)
-    lateral, depth = voxel_size(frame)
+    lateral, depth = frame.voxel_size()
     coarse, fine = max(lateral, depth), min(lateral, depth)
     labels = np.full(len(centres), EMPTY, dtype=np.int8)
     # Silhouettes first, each view testing only what the previous ones left: most of the frame is carved early.

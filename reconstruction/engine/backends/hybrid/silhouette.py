@@ -17,7 +17,7 @@ from scipy import ndimage
 from reconstruction.engine.cameras import Camera
 from reconstruction.engine.generative.frame import ViewFrame
 
-from .known import EMPTY, SILHOUETTE_LEVEL, UNKNOWN, project, voxel_centres, voxel_size
+from .known import EMPTY, SILHOUETTE_LEVEL, UNKNOWN, project, voxel_centres
 from .observe import Observation
 
 # Generated occupancy a voxel needs to be restored, tried in turn; 0 restores the ray's whole hull segment. The whole
@@ -44,7 +44,7 @@ class HullViews:
         self.hull = np.flatnonzero(labels.reshape(-1) != EMPTY)
         self.generated = labels.reshape(-1)[self.hull] == UNKNOWN
         centres = voxel_centres(frame).reshape(-1, 3)[torch.from_numpy(self.hull)]
-        voxel = max(voxel_size(frame))
+        voxel = max(frame.voxel_size())
         self.views = [
             _View.of(camera, mask, centres, voxel)
             for camera, mask in zip(observation.cameras, observation.masks, strict=True)
