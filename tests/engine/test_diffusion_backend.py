@@ -157,3 +157,21 @@ def test_parts_of_the_silhouette_the_volume_missed_get_a_solid_as_deep_as_they_a
 
     untouched, none = _fill_silhouette_gaps(frame, volume, coverage * (volume.max(axis=0) > 0))
     assert none == 0.0 and untouched is volume
+
+
+def test_the_depth_scale_squashes_the_volume_about_its_centre_of_mass_and_keeps_its_outline():
+    from reconstruction.engine.backends.diffusion.backend import _scale_depth
+
+    volume = np.zeros((64, 8, 8), np.float32)
+    volume[10:30, 2:6, 1:7] = 1.0  # 20 bins deep, centre of mass at bin 19.5
+
+    squashed = _scale_depth(volume, 0.5)
+
+    solid = squashed >= 0.5
+    assert solid.any(axis=0).sum() == 4 * 6  # the same columns, no others
+    depths = np.flatnonzero(solid.any(axis=(1, 2)))
+    assert (depths.min(), depths.max()) == (15, 24)  # 10 bins deep about the same centre
+    assert squashed.sum() == pytest.approx(volume.sum() / 2, rel=0.05)
+    np.testing.assert_array_equal(_scale_depth(volume, 1.0), volume)
+    stretched = _scale_depth(volume, 1.5) >= 0.5
+    assert np.flatnonzero(stretched.any(axis=(1, 2))).tolist() == list(range(5, 35))

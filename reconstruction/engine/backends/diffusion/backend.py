@@ -1,5 +1,5 @@
-"""The `diffusion` backend: single image → occupancy samples → best by silhouette → silhouette gaps filled →
-marching cubes → vertex colours.
+"""The `diffusion` backend: single image → occupancy samples → best by silhouette → depth over-fill corrected →
+silhouette gaps filled → marching cubes → vertex colours.
 
 A rendered single-view capture carries its camera, and the mesh comes back in that capture's world frame. A plain
 photo has none: it is given a 40° pinhole with the object at unit depth, and the mesh is returned in a normalised
@@ -33,6 +33,11 @@ _PHOTO_TO_NORMALISED = np.array([[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 1
 # The sampler's last x0 over-fills (volumes 1.3-2.5x the truth, on its own held-out set too), so the surface is
 # taken a little inside 0.5: at 0.65 the procedural held-out F@2% rose 0.342 -> 0.352; 0.8 was worse on the scans.
 _SURFACE_LEVEL = 0.65
+# The same over-fill shows as depth: fronts 0.4 bins too near and backs 1.1 too far on the procedural held-out set
+# (1.8-2.9 bins too near on the scans). Squashing the volume along the view axis about its centre of mass gave, on a
+# procedural validation set (40 items, seed 2002, not the test set), F@2% 0.364 at 1.0, 0.371 at 0.9, 0.377 at 0.8
+# and 0.7: the default is the middle of that plateau.
+_DEPTH_SCALE = 0.75
 _FRAGMENT_SHARE = 0.02  # mesh pieces under this share of the total volume are sampling speckle, dropped
 
 
@@ -59,6 +64,12 @@ class DiffusionParams:
         metadata={"description": "Gaussian smoothing of the sampled volume before meshing, in the network's voxels; "
                   "removes the terraces of its depth bins.", "minimum": 0.0, "maximum": 3.0},
     )
+    depth_scale: float = field(
+        default=_DEPTH_SCALE,
+        metadata={"description": "Scale of the sampled volume along the view axis, about its centre of mass: the "
+                  "model's volumes come out too deep, and this corrects it (1 = as sampled).",
+                  "minimum": 0.3, "maximum": 1.5},
+    )
     fill_silhouette: bool = field(
         default=True,
         metadata={"description": "Give parts the photo shows but the volume missed (thinner than its columns) a "
@@ -69,7 +80,7 @@ class DiffusionParams:
 
 class DiffusionBackend:
     name = "diffusion"
-    version = "1.1.0"
+    version = "1.2.0"
     capabilities = Capabilities(
         inputs=frozenset({SINGLE_IMAGE}),
         min_views=1,
@@ -154,7 +165,8 @@ class DiffusionBackend:
             )
             log.append(f"scores {[round(s, 3) for s in sampled.scores]}; kept sample {sampled.index}")
             progress("mesh", 0.82, "marching cubes")
-            fine, volume = _refine(frame, sampled.volume, mask, config.mesh_resolution, config.smoothing)
+            squashed = _scale_depth(sampled.volume, config.depth_scale)
+            fine, volume = _refine(frame, squashed, mask, config.mesh_resolution, config.smoothing)
             gap_share = 0.0
             if config.fill_silhouette:
                 volume, gap_share = _fill_silhouette_gaps(fine, volume, fine.crop(mask), _SURFACE_LEVEL)
@@ -206,6 +218,26 @@ def _border_colour(image: np.ndarray) -> np.ndarray:
     border = np.concatenate([image[:band].reshape(-1, 3), image[-band:].reshape(-1, 3),
                              image[:, :band].reshape(-1, 3), image[:, -band:].reshape(-1, 3)])
     return np.median(border, axis=0)
+
+
+def _scale_depth(volume: np.ndarray, scale: float) -> np.ndarray:
+    """The (D, R, R) volume stretched along its depth axis by `scale` about the centre of mass of its occupancy
+    (linear interpolation between bins; empty beyond the grid). One scale for every column keeps the surface whole."""
+    volume = np.asarray(volume, dtype=np.float32)
+    mass = volume.sum(axis=(1, 2))
+    if scale == 1.0 or mass.sum() <= 0:
+        return volume
+    bins = np.arange(volume.shape[0], dtype=np.float64)
+    centre = float((bins * mass).sum() / mass.sum())
+    source = centre + (bins - centre) / scale
+    padded = np.concatenate([volume, np.zeros((1, *volume.shape[1:]), np.float32)])
+    lower = np.floor(source).astype(int)
+    weight = (source - lower).astype(np.float32)[:, None, None]
+
+    def at(indices: np.ndarray) -> np.ndarray:  # bins outside the grid read the empty padding row
+        return padded[np.where((indices >= 0) & (indices < volume.shape[0]), indices, volume.shape[0])]
+
+    return (1 - weight) * at(lower) + weight * at(lower + 1)
 
 
 def _refine(
