@@ -78,15 +78,16 @@ def test_fusion_keeps_consistent_depth_and_drops_a_view_that_disagrees(planes_sc
     cameras, renders, views = planes_scene
     exact = [DepthMap(torch.from_numpy(r[2]).float(), torch.ones(SIZE, SIZE)) for r in renders]
     neighbours = [[j for j in range(5) if j != i] for i in range(5)]
-    points, pixels = consistent_points(
+    points, pixels, confirmations = consistent_points(
         0, views, exact, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2
     )
     assert pixels.numel() > 0.9 * SIZE * SIZE
+    assert (confirmations >= 2).all() and (confirmations <= 4).all()
     z = points[2].numpy()
     assert np.all((np.abs(z - 0.405) < 0.01) | (np.abs(z + 0.495) < 0.01))
 
     wrong = [DepthMap(d.depth * (1.1 if i == 0 else 1.0), d.confidence) for i, d in enumerate(exact)]
-    _, kept = consistent_points(0, views, wrong, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2)
+    _, kept, _ = consistent_points(0, views, wrong, neighbours[0], max_pixels=1.0, max_relative_depth=0.01, min_views=2)
     assert kept.numel() == 0
 
     cloud = fuse(
@@ -111,7 +112,7 @@ def test_fusion_keeps_consistent_depth_and_drops_a_view_that_disagrees(planes_sc
         max_pixels=1.0,
         max_relative_depth=0.01,
         min_views=2,
-        with_normals=False,
+        estimate_normals=False,
     )
     np.testing.assert_array_equal(unoriented.points, cloud.points)
     assert not unoriented.normals.any()

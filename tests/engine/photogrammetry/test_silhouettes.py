@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 from reconstruction.engine.backends.photogrammetry import silhouettes as hull_module
 from reconstruction.engine.backends.photogrammetry.fusion import PointCloud
@@ -28,10 +29,12 @@ def _empty() -> PointCloud:
 BOUNDS = np.array([[-0.6] * 3, [0.6] * 3])
 
 
-def _seen_behind_the_near_side(camera, rows: np.ndarray, cols: np.ndarray, view: int = 0) -> PointCloud:
-    """Stereo points of `view` at these pixels, well inside the sphere behind its near side (a concavity)."""
+def _seen_behind_the_near_side(
+    camera, rows: np.ndarray, cols: np.ndarray, view: int = 0, depth_inside: float = 0.8 * RADIUS
+) -> PointCloud:
+    """Stereo points of `view` at these pixels, `depth_inside` behind the sphere's near side (a concavity)."""
     uv = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
-    depth = np.linalg.norm(camera.center) - 0.2 * RADIUS
+    depth = np.linalg.norm(camera.center) - RADIUS + depth_inside
     rays = camera.pixel_rays(uv)
     inside = camera.center + rays * (depth / (rays @ camera.R[2]))[:, None]
     return PointCloud(inside, np.zeros_like(inside), -rays, np.full(len(inside), view))
@@ -43,7 +46,7 @@ def test_hull_points_sit_on_the_sphere_to_a_fraction_of_a_pixel(monkeypatch):
     cloud, added = hull_fill(_empty(), silhouettes, BOUNDS)
     camera = silhouettes[0][0]
     pixel = np.linalg.norm(camera.center) / camera.K[0, 0]  # footprint of a pixel at the sphere's centre
-    assert added == len(cloud.points) > 1000
+    assert added == {"hull": len(cloud.points), "pocket": 0} and len(cloud.points) > 1000
     error = np.linalg.norm(cloud.points, axis=1) - RADIUS
     # Marching cubes alone leaves the points up to half a voxel off the masks' 0.5 crossing (here biased inward by
     # about a tenth of a pixel); on the crossing they are unbiased to a few hundredths.
@@ -88,3 +91,28 @@ def test_scattered_stereo_points_clear_the_bulge_between_them_but_not_beyond(mon
 
     assert not over(41, 56).any()  # every pixel here has a stereo point within one pixel
     assert over(60, 72).any()  # three pixels and more away, the hull stays
+
+
+def test_weakly_confirmed_stereo_points_join_only_where_they_show_a_pocket_the_hull_bridges(monkeypatch):
+    monkeypatch.setattr(hull_module, "HULL_RESOLUTION", 64)  # voxels of 1.2 / 64 = 0.019
+    silhouettes = _sphere_silhouettes()
+    camera = silhouettes[0][0]
+    floor = _seen_behind_the_near_side(camera, *np.mgrid[40:56:0.25, 40:56:0.25])  # 0.4 inside: a pocket's floor
+    skin = _seen_behind_the_near_side(camera, *np.mgrid[20:30:0.25, 20:30:0.25], depth_inside=0.01)  # just inside
+    outside = _seen_behind_the_near_side(camera, *np.mgrid[60:70:0.25, 60:70:0.25], depth_inside=-0.1)
+    stray = _seen_behind_the_near_side(camera, np.array([30, 62, 34, 66]), np.array([62, 30, 66, 34]))  # scattered
+    weak = PointCloud(*(np.concatenate([getattr(c, k) for c in (floor, skin, outside, stray)])
+                        for k in ("points", "colors", "normals", "view_index")))
+
+    filled, added = hull_fill(_empty(), silhouettes, BOUNDS, weak)
+
+    kept = filled.points[filled.view_index == 0]
+    assert len(kept) == added["pocket"] > 0.99 * len(floor.points)  # all but the patch's corners
+    assert cKDTree(floor.points).query(kept)[0].max() < 1e-12  # the floor's points, no others
+    uv_hull, z_hull = camera.project(filled.points[filled.view_index == -1])
+    over_floor = ((uv_hull >= 40) & (uv_hull < 56)).all(axis=1) & (z_hull < np.linalg.norm(camera.center))
+    assert not over_floor.any()  # the hull over the pocket is free space now
+
+    # Beside a better-confirmed point, a weak one adds nothing.
+    _, beside = hull_fill(floor, silhouettes, BOUNDS, floor)
+    assert beside["pocket"] == 0

@@ -120,7 +120,7 @@ def observe(
         max_pixels=settings.consistency_pixels,
         max_relative_depth=settings.consistency_depth,
         min_views=settings.min_consistent_views,
-        with_normals=False,  # estimated below, once the outliers are gone from the neighbourhoods
+        estimate_normals=False,  # estimated below, once the outliers are gone from the neighbourhoods
     )
     assert cloud.pixel_index is not None  # fuse() always says where its points came from
     depths = [

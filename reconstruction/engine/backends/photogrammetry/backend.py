@@ -21,7 +21,7 @@ from reconstruction.engine.texturing import bake, write_glb
 
 from .calibration import calibrate, check, staged
 from .config import PhotogrammetryParams
-from .fusion import fuse
+from .fusion import fuse, with_normals
 from .meshing import poisson_mesh
 from .mvs import MIN_POINTS_FOR_RANGE, DepthMap, StereoImage, depth_ranges, estimate_depth, select_neighbours
 from .silhouettes import hull_fill
@@ -35,7 +35,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.5.0"
+    version = "1.6.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -101,12 +101,21 @@ class PhotogrammetryBackend:
 
         started = time.perf_counter()
         check(cancel, "before fusion")
+        silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None and v.camera is not None]
+        hull_filled = config.silhouette_fill and bool(silhouettes) and len(silhouettes) == len(stereo_views)
+        # With the hull to judge them, points one neighbour confirms are kept aside for the pockets (hull_fill).
         cloud = fuse(
             stereo, [v.image for v in stereo_views], depths, neighbours,
             max_pixels=config.consistency_pixels, max_relative_depth=config.consistency_depth,
-            min_views=config.min_consistent_views,
+            min_views=1 if hull_filled else config.min_consistent_views, estimate_normals=not hull_filled,
         )
         del depths
+        weak = None
+        if hull_filled:  # normals from each part's own points, so the weak ones do not blur the confirmed ones'
+            assert cloud.confirmations is not None  # fuse() always counts them
+            needed = np.minimum(config.min_consistent_views, [len(neighbours[i]) for i in cloud.view_index])
+            confirmed = cloud.confirmations >= needed
+            cloud, weak = with_normals(cloud.subset(confirmed), stereo), with_normals(cloud.subset(~confirmed), stereo)
         metrics["fused_points"] = len(cloud.points)
         dense_dir = workdir / "dense"
         dense_dir.mkdir(exist_ok=True)
@@ -120,12 +129,11 @@ class PhotogrammetryBackend:
 
         started = time.perf_counter()
         check(cancel, "before meshing")
-        silhouettes = [(v.camera, v.mask) for v in stereo_views if v.mask is not None and v.camera is not None]
-        hull_filled = config.silhouette_fill and bool(silhouettes) and len(silhouettes) == len(stereo_views)
         if hull_filled:
             soft = [(v.camera, v.silhouette) for v in stereo_views]
-            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points))  # type: ignore[arg-type]
-            metrics["silhouette_fill_points"] = added
+            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points), weak)  # type: ignore[arg-type]
+            metrics["silhouette_fill_points"] = added["hull"]
+            metrics["pocket_points"] = added["pocket"]
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
             min_component_share=config.min_component_share, max_triangles=config.max_triangles, silhouettes=silhouettes or None,

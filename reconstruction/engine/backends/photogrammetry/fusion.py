@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,28 @@ class PointCloud:
     view_index: np.ndarray  # (N,) index of the view the point came from
     # (N,) flat index of the pixel, in its view's depth map, each point came from; None when not known (not from fuse).
     pixel_index: np.ndarray | None = None
+    # (N,) how many neighbour views confirmed each point; None when not known (not from fuse).
+    confirmations: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> PointCloud:
+        """The points where the boolean `keep` is true, with everything known about them."""
+        return PointCloud(
+            self.points[keep], self.colors[keep], self.normals[keep], self.view_index[keep],
+            None if self.pixel_index is None else self.pixel_index[keep],
+            None if self.confirmations is None else self.confirmations[keep],
+        )
+
+
+def concatenated(clouds: list[PointCloud]) -> PointCloud:
+    """One cloud of all of `clouds`' points; pixel indices and confirmations only when every part has them."""
+    def joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if any(p is None for p in parts) else np.concatenate(parts)  # type: ignore[arg-type]
+
+    return PointCloud(
+        np.concatenate([c.points for c in clouds]), np.concatenate([c.colors for c in clouds]),
+        np.concatenate([c.normals for c in clouds]), np.concatenate([c.view_index for c in clouds]),
+        joined([c.pixel_index for c in clouds]), joined([c.confirmations for c in clouds]),
+    )
 
 
 def _backproject(view: StereoImage, depth: torch.Tensor) -> torch.Tensor:
@@ -43,13 +66,13 @@ def consistent_points(
     max_pixels: float,
     max_relative_depth: float,
     min_views: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Points of view `index` confirmed by at least `min_views` neighbours (by all of them when it has fewer; every
     point when it has none), each averaged with its confirmations.
 
     A neighbour confirms a pixel when its own depth at the projection, carried back into the reference,
     lands within `max_pixels` of the pixel and within `max_relative_depth` of its depth.
-    Returns the points (3, M) and the pixel indices they came from (M,).
+    Returns the points (3, M), the pixel indices they came from (M,) and how many neighbours confirmed each (M,).
     """
     ref = views[index]
     depth = depths[index].depth
@@ -57,7 +80,7 @@ def consistent_points(
     valid = flat > 0
     pixel_ids = torch.nonzero(valid)[:, 0]
     if pixel_ids.numel() == 0:
-        return torch.zeros(3, 0, device=flat.device), pixel_ids
+        return torch.zeros(3, 0, device=flat.device), pixel_ids, torch.zeros(0, device=flat.device)
     points = _backproject(ref, depth)[:, pixel_ids]
     rays = ref.rays()[:, pixel_ids]
     ref_pixels = (ref.K @ rays)[:2]
@@ -78,7 +101,7 @@ def consistent_points(
         summed += torch.where(ok[None], back, torch.zeros_like(back))
     keep = agree >= min(min_views, len(neighbours))
     fused = summed[:, keep] / (agree[keep] + 1)[None]
-    return fused, pixel_ids[keep]
+    return fused, pixel_ids[keep], agree[keep]
 
 
 def fuse(
@@ -90,16 +113,16 @@ def fuse(
     max_pixels: float,
     max_relative_depth: float,
     min_views: int,
-    with_normals: bool = True,
+    estimate_normals: bool = True,
 ) -> PointCloud:
     """All views' consistent points with colours, normals (facing the camera each point came from) and the view
     and depth-map pixel each came from.
 
-    `with_normals=False` leaves the normals zero, for callers that drop points first and estimate them after.
+    `estimate_normals=False` leaves the normals zero, for callers that drop points first and estimate them after.
     """
-    all_points, all_colours, all_views, all_pixels = [], [], [], []
+    all_points, all_colours, all_views, all_pixels, all_confirmations = [], [], [], [], []
     for index in range(len(views)):
-        points, pixel_ids = consistent_points(
+        points, pixel_ids, confirmations = consistent_points(
             index,
             views,
             depths,
@@ -115,17 +138,23 @@ def fuse(
         all_colours.append(colours[index].reshape(-1, 3)[ids])
         all_views.append(np.full(len(ids), index))
         all_pixels.append(ids)
+        all_confirmations.append(confirmations.cpu().numpy().astype(int))
     if not all_points:
         empty = np.zeros((0, 3))
-        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
     xyz = np.concatenate(all_points).astype(np.float64)
-    view_index = np.concatenate(all_views)
-    normals = np.zeros_like(xyz)
-    if with_normals:
-        centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
-        normals = oriented_normals(xyz, centres[view_index])
-    colours_of_points = np.concatenate(all_colours).astype(np.float64)
-    return PointCloud(xyz, colours_of_points, normals, view_index, np.concatenate(all_pixels))
+    cloud = PointCloud(
+        xyz, np.concatenate(all_colours).astype(np.float64), np.zeros_like(xyz), np.concatenate(all_views),
+        np.concatenate(all_pixels), np.concatenate(all_confirmations),
+    )
+    return with_normals(cloud, views) if estimate_normals else cloud
+
+
+def with_normals(cloud: PointCloud, views: list[StereoImage]) -> PointCloud:
+    """`cloud` with normals from its own points (oriented_normals), each facing the view it came from."""
+    centres = np.array([(-view.R.T @ view.t).cpu().numpy() for view in views], dtype=np.float64)
+    normals = oriented_normals(cloud.points, centres[cloud.view_index]) if len(cloud.points) else cloud.normals
+    return dataclasses.replace(cloud, normals=normals)
 
 
 def oriented_normals(points: np.ndarray, camera_centres: np.ndarray) -> np.ndarray:

@@ -23,11 +23,19 @@ from scipy.spatial import cKDTree
 
 from reconstruction.engine.cameras import Camera
 
-from .fusion import PointCloud
+from .fusion import PointCloud, concatenated
 
 HULL_RESOLUTION = 160
 # Hull points closer than this many voxels to a stereo point are left out: stereo is the better witness there.
 GAP_VOXELS = 1.0
+# A stereo point only one neighbour confirmed is kept where no better-confirmed point lies within GAP_VOXELS and it
+# lies more than this many voxels inside the hull: the floor of a pocket, which few views see into and the hull
+# bridges over. Nearer the hull's surface the hull is the better witness.
+POCKET_DEPTH_VOXELS = 2.0
+# ... and only with this many such points within a voxel: a pocket's floor is a surface, while stray depths deep
+# inside the object are scattered. Measured against the scans: Avocado's 2,866 candidates (it has no pocket) lay a
+# median 1.2% of the diagonal off the surface, the 455 left 0.17%; the rocker arm's 3,020 0.27%, the 891 left 0.13%.
+POCKET_NEIGHBOURS = 10
 # A view's stereo depth at a pixel, for the free-space test, is the nearest in this square neighbourhood (pixels).
 FREE_SPACE_NEIGHBOURHOOD = 3
 # Each marching-cubes point searches this many voxels either way along its normal for the field's 0.5 crossing,
@@ -68,12 +76,17 @@ def _as_tensors(
 
 
 def hull_fill(
-    cloud: PointCloud, silhouettes: list[tuple[Camera, np.ndarray]], bounds: np.ndarray
-) -> tuple[PointCloud, int]:
+    cloud: PointCloud,
+    silhouettes: list[tuple[Camera, np.ndarray]],
+    bounds: np.ndarray,
+    weak: PointCloud | None = None,
+) -> tuple[PointCloud, dict[str, int]]:
     """`cloud` plus hull surface points in its gaps (with outward normals), and how many were added.
 
     `silhouettes` pair each camera with its object coverage (float 0–1, soft edges welcome, or bool), in the order
-    of the views that `cloud.view_index` numbers.
+    of the views that `cloud.view_index` numbers. `weak` stereo points (too little confirmed to be in `cloud`) join
+    it where they show a pocket the hull bridges over (POCKET_DEPTH_VOXELS); the hull over them is then free space.
+    Returns the cloud and the counts added: {"hull": …, "pocket": …}.
     """
     from skimage.measure import marching_cubes
 
@@ -86,11 +99,16 @@ def hull_fill(
     centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     field = carved_field(centres, silhouettes).reshape(shape)
     if field.max() < 0.5 or field.min() > 0.5:
-        return cloud, 0
+        return cloud, {"hull": 0, "pocket": 0}
     vertices, _, normals, _ = marching_cubes(field, 0.5)
     points = origin + vertices * voxel
     # marching_cubes' normals point down the gradient, i.e. out of the occupied volume.
     normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    pockets = 0
+    if weak is not None and len(weak.points):
+        floor = _pocket_floor(weak, cloud, points, silhouettes, voxel)
+        pockets = int(floor.sum())
+        cloud = concatenated([cloud, weak.subset(floor)])
     if len(cloud.points):
         gaps, _ = cKDTree(cloud.points).query(points, k=1)
         keep = gaps > GAP_VOXELS * voxel
@@ -101,17 +119,29 @@ def hull_fill(
         points, normals = points[keep], normals[keep]
     added = len(points)
     if not added:
-        return cloud, 0
-    grey = np.full((added, 3), 0.5)
-    return (
-        PointCloud(
-            np.concatenate([cloud.points, points]),
-            np.concatenate([cloud.colors, grey]),
-            np.concatenate([cloud.normals, normals]),
-            np.concatenate([cloud.view_index, np.full(added, -1)]),
-        ),
-        added,
-    )
+        return cloud, {"hull": 0, "pocket": pockets}
+    hull = PointCloud(points, np.full((added, 3), 0.5), normals, np.full(added, -1))
+    return concatenated([cloud, hull]), {"hull": added, "pocket": pockets}
+
+
+def _pocket_floor(
+    weak: PointCloud, cloud: PointCloud, hull_surface: np.ndarray, silhouettes: list[tuple[Camera, np.ndarray]],
+    voxel: float,
+) -> np.ndarray:
+    """Which `weak` points lie inside the hull, deeper than POCKET_DEPTH_VOXELS, away from `cloud`'s points, among
+    POCKET_NEIGHBOURS others like them."""
+    inside = carved_field(weak.points, silhouettes) >= 0.5
+    deep = cKDTree(hull_surface).query(weak.points, k=1)[0] > POCKET_DEPTH_VOXELS * voxel
+    alone = np.ones(len(weak.points), dtype=bool)
+    if len(cloud.points):
+        alone = cKDTree(cloud.points).query(weak.points, k=1)[0] > GAP_VOXELS * voxel
+    candidates = np.flatnonzero(inside & deep & alone)
+    floor = np.zeros(len(weak.points), dtype=bool)
+    if len(candidates):
+        points = weak.points[candidates]
+        neighbours = cKDTree(points).query_ball_point(points, voxel, return_length=True) - 1
+        floor[candidates[neighbours >= POCKET_NEIGHBOURS]] = True
+    return floor
 
 
 def _onto_crossing(
