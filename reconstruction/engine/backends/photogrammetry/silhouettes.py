@@ -33,8 +33,8 @@ GAP_VOXELS = 1.0
 # bridges over. Nearer the hull's surface the hull is the better witness.
 POCKET_DEPTH_VOXELS = 2.0
 # ... and only with this many such points within a voxel: a pocket's floor is a surface, while stray depths deep
-# inside the object are scattered. Measured against the scans: Avocado's 2,866 candidates (it has no pocket) lay a
-# median 1.2% of the diagonal off the surface, the 455 left 0.17%; the rocker arm's 3,020 0.27%, the 891 left 0.13%.
+# inside the object are scattered. Measured against the scans: Avocado's 2,866 candidates lay a median 1.2% of the
+# diagonal off the surface, the 455 left 0.17%; the rocker arm's 3,020 lay 0.27% off, the 891 left 0.13%.
 POCKET_NEIGHBOURS = 10
 # A view's stereo depth at a pixel, for the free-space test, is the nearest in this square neighbourhood (pixels).
 FREE_SPACE_NEIGHBOURHOOD = 3
