@@ -514,6 +514,9 @@ def markdown(report: dict[str, Any]) -> str:
                 if cams
                 else "known"
             )
+            output = entry.get("output", {})
+            if output.get("status") == "partial":  # the backend said so; the table must not read as a success
+                name = f"{name}, partial: {output['registered_images']} of {output['total_images']} registered"
             lines.append(
                 f"| {row['object']} | {name} | {at['0.25%']:.3f} | {at['0.5%']:.3f} | {g['fscore']:.3f} | {ratio} | "
                 f"{g['chamfer_relative'] * 100:.3f} | {synthesis} | {mesh_psnr} | {cam_text} | {r['wall_s']:.1f} | "
