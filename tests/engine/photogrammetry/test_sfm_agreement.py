@@ -159,6 +159,20 @@ def test_with_masks_no_run_is_kept_when_the_silhouettes_refuse_them_all(monkeypa
     assert outcome.model is None and outcome.unconfirmed
 
 
+def test_with_masks_a_model_of_few_views_needs_an_agreeing_run_as_well_as_the_silhouettes(monkeypatch, tmp_path):
+    few = len(CAMERAS) // 3
+    runs = WIDE_BASELINE_ATTEMPT.mapping_runs
+    lone = [_model([_turned(c, 40.0 * run) for c in CAMERAS[:few]]) for run in range(runs)]  # no two agree
+    _scripted_mapping(monkeypatch, lone)
+    refused = _map_judged(tmp_path, lambda model: (model, 0.95, []))
+    assert refused.model is None and refused.unconfirmed
+
+    confirmed = _model(ANOTHER_FRAME[:few])
+    _scripted_mapping(monkeypatch, [_model(CAMERAS[:few]), confirmed] + lone[2:])
+    kept = _map_judged(tmp_path, lambda model: (model, 0.95, []))
+    assert kept.model is confirmed and kept.registered == few
+
+
 def test_an_attempt_without_agreement_keeps_its_first_complete_run(monkeypatch, tmp_path):
     lone = _model([_turned(c, 40.0) for c in CAMERAS])
     seeds = _scripted_mapping(monkeypatch, [lone])
