@@ -261,7 +261,8 @@ def _map(
     With `attempt.require_agreement` each run after the first starts from another strong image pair, and only
     confirmed runs count: by their silhouette `coverage` when given (at least MIN_SILHOUETTE_COVERAGE once up to
     MAX_CONTRADICTED_SHARE of the views are left out, and an agreeing run too below SILHOUETTES_ALONE_MIN_SHARE of the
-    views; of the fullest, the best covered is kept), else by another run that agrees. The outcome has no model when none is confirmed.
+    views; of the fullest, the best covered is kept), else by another run that agrees. The outcome has no model when
+    none is confirmed.
     """
     best = _Outcome(attempt, database, [], None)
     earlier: list[_Outcome] = []
