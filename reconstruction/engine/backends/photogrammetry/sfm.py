@@ -506,7 +506,8 @@ def _too_few_message(
     )
     for attempt in unconfirmed:
         why = (
-            "found only models whose cameras contradict the silhouettes"
+            "found only models whose cameras contradict the silhouettes, or that placed too few views for the "
+            "silhouettes alone and no other run agreed with"
             if by_silhouettes else "placed the images differently on every run"
         )
         message += (
