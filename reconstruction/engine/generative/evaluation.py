@@ -33,7 +33,7 @@ def extrusion_baseline(frame: ViewFrame, mask: np.ndarray) -> np.ndarray:
     if not inside.any():
         return volume
     rows, columns = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    cell = frame.side / frame.resolution * frame.centre_depth / float(frame.camera.K[0, 0])  # world size of a column
+    cell, _ = frame.voxel_size()  # world size of a column
     thickness = (len(rows) + len(columns)) / 2 * cell
     z = frame.depth_of(np.arange(frame.depth_bins))
     band = np.abs(z - frame.centre_depth) <= thickness / 2

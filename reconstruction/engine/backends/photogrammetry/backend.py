@@ -21,7 +21,7 @@ from reconstruction.engine.texturing import bake, write_glb
 
 from .calibration import calibrate, check, staged
 from .config import PhotogrammetryParams
-from .fusion import fuse, with_normals
+from .fusion import fuse, split_by_confirmation, with_normals
 from .meshing import poisson_mesh
 from .mvs import MIN_POINTS_FOR_RANGE, DepthMap, StereoImage, depth_ranges, estimate_depth, select_neighbours
 from .silhouettes import hull_fill
@@ -112,10 +112,8 @@ class PhotogrammetryBackend:
         del depths
         weak = None
         if hull_filled:  # normals from each part's own points, so the weak ones do not blur the confirmed ones'
-            assert cloud.confirmations is not None  # fuse() always counts them
-            needed = np.minimum(config.min_consistent_views, [len(neighbours[i]) for i in cloud.view_index])
-            confirmed = cloud.confirmations >= needed
-            cloud, weak = with_normals(cloud.subset(confirmed), stereo), with_normals(cloud.subset(~confirmed), stereo)
+            confirmed, unconfirmed = split_by_confirmation(cloud, neighbours, config.min_consistent_views)
+            cloud, weak = with_normals(confirmed, stereo), with_normals(unconfirmed, stereo)
         metrics["fused_points"] = len(cloud.points)
         dense_dir = workdir / "dense"
         dense_dir.mkdir(exist_ok=True)

@@ -99,9 +99,24 @@ def consistent_points(
         ok = (other_depth > 0) & (pixel_error < max_pixels) & (depth_error < max_relative_depth)
         agree += ok.float()
         summed += torch.where(ok[None], back, torch.zeros_like(back))
-    keep = agree >= min(min_views, len(neighbours))
+    keep = agree >= needed_confirmations(min_views, len(neighbours))
     fused = summed[:, keep] / (agree[keep] + 1)[None]
     return fused, pixel_ids[keep], agree[keep]
+
+
+def needed_confirmations(min_views: int, neighbours: int | np.ndarray) -> int | np.ndarray:
+    """Confirmations a point needs: `min_views`, or every neighbour its view has when it has fewer."""
+    return np.minimum(min_views, neighbours)
+
+
+def split_by_confirmation(
+    cloud: PointCloud, neighbours: list[list[int]], min_views: int
+) -> tuple[PointCloud, PointCloud]:
+    """(the points confirmed by `min_views` neighbours, as fuse keeps them, the rest) of a cloud fused with fewer."""
+    assert cloud.confirmations is not None  # fuse() always counts them
+    counts = np.array([len(n) for n in neighbours])[cloud.view_index]
+    confirmed = cloud.confirmations >= needed_confirmations(min_views, counts)
+    return cloud.subset(confirmed), cloud.subset(~confirmed)
 
 
 def fuse(
