@@ -193,6 +193,7 @@ def observed_surface(folder: Path, surface: trimesh.Trimesh, confirmations: int)
         hypotheses=32,
         patch=5,
         min_ncc=0.3,
+        plane_iterations=0,
         min_consistent_views=confirmations,
         consistency_pixels=1.0,
         consistency_depth=0.01,

@@ -109,6 +109,14 @@ class HybridParams:
     min_ncc: float = field(
         default=0.3, metadata={"description": "Lowest NCC a depth is kept at.", "minimum": -1.0, "maximum": 1.0}
     )
+    plane_iterations: int = field(
+        default=0,
+        metadata={
+            "description": "Iterations of slanted-plane refinement of each depth map (photogrammetry's planes.py).",
+            "minimum": 0,
+            "maximum": 20,
+        },
+    )
     min_consistent_views: int = field(
         default=1,
         metadata={
@@ -279,6 +287,7 @@ class HybridBackend:
             hypotheses=config.depth_hypotheses,
             patch=config.patch_size,
             min_ncc=config.min_ncc,
+            plane_iterations=config.plane_iterations,
             min_consistent_views=config.min_consistent_views,
             consistency_pixels=config.consistency_pixels,
             consistency_depth=config.consistency_depth,

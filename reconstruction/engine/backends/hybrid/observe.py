@@ -37,6 +37,7 @@ class StereoSettings:
     hypotheses: int
     patch: int
     min_ncc: float
+    plane_iterations: int
     min_consistent_views: int  # neighbours that must confirm a depth (so a point is seen by at least this + 1 views)
     consistency_pixels: float
     consistency_depth: float
@@ -172,6 +173,7 @@ def _stereo_depths(
                     hypotheses=settings.hypotheses,
                     patch=settings.patch,
                     min_ncc=settings.min_ncc,
+                    plane_iterations=settings.plane_iterations,
                 )
             )
         progress(0.05 + 0.85 * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)}")

@@ -35,7 +35,7 @@ class PhotogrammetryBackend:
     """Photos (with or without cameras) → textured mesh, accurate to about a pixel when the photos allow it."""
 
     name = "photogrammetry"
-    version = "1.6.0"
+    version = "1.7.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}), min_views=MIN_VIEWS, typical_memory_mb=3072, produces_texture=True
     )
@@ -93,6 +93,7 @@ class PhotogrammetryBackend:
                     estimate_depth(
                         view, others, near_far,
                         hypotheses=config.depth_hypotheses, patch=config.patch_size, min_ncc=config.min_ncc,
+                        plane_iterations=config.plane_iterations,
                     )
                 )
             progress("mvs", start + (end - start) * (index + 1) / len(stereo), f"depth map {index + 1} of {len(stereo)} ({view.name})")

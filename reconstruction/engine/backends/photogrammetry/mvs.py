@@ -4,7 +4,8 @@ Each reference view sweeps per-pixel depth hypotheses (uniform in inverse depth)
 a pixel's ray point at depth d is projected into a neighbour, the neighbour is sampled there, and a
 patch NCC against the reference scores the hypothesis. Scores are averaged over the best neighbours
 (so a neighbour that cannot see the point does not veto it), the best hypothesis wins and a parabola
-through its two neighbours gives the sub-step depth. A second, narrower sweep around that depth refines it.
+through its two neighbours gives the sub-step depth. A second, narrower sweep around that depth refines it, and
+a slanted-plane refinement (planes.py) may follow, for surfaces the fronto-parallel patches fit badly.
 Works on whatever device the tensors are on (CPU or CUDA).
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from reconstruction.engine.cameras import Camera
+
+from .planes import refine_planes
 
 # The plane sweep runs on images halved until their longer side is at most this; each finer level then
 # tries FINE_HYPOTHESES per-pixel depths spread over ±1.5 hypothesis steps of the level above.
@@ -198,12 +201,13 @@ def estimate_depth(
     hypotheses: int,
     patch: int,
     min_ncc: float,
+    plane_iterations: int = 0,
 ) -> DepthMap:
     """Depth of each reference pixel seen well enough by its neighbours, 0 elsewhere.
 
     A coarse sweep over `hypotheses` fronto-parallel planes runs at half resolution; a fine sweep of per-pixel
-    hypotheses around its (upsampled) answer runs at full resolution. Only the bounding box of the reference
-    mask, when there is one, is computed.
+    hypotheses around its (upsampled) answer runs at full resolution; `plane_iterations` of slanted-plane refinement
+    (planes.py) may follow. Only the bounding box of the reference mask, when there is one, is computed.
     """
     device = ref.gray.device
     top, bottom, left, right = _region(ref, patch)
@@ -232,10 +236,14 @@ def estimate_depth(
         del scores
 
     crop_mean = box_mean(crop, patch)
-    textured = (box_mean(crop * crop, patch) - crop_mean**2).clamp_min(0).sqrt()[0, 0] > MIN_PATCH_STD
-    valid = (confidence > min_ncc) & textured & (inverse > 0)
+    wanted = (box_mean(crop * crop, patch) - crop_mean**2).clamp_min(0).sqrt()[0, 0] > MIN_PATCH_STD  # textured
     if ref.mask is not None:
-        valid &= ref.mask[top:bottom, left:right]
+        wanted &= ref.mask[top:bottom, left:right]
+    if plane_iterations > 0:
+        inverse, confidence = refine_planes(
+            ref, neighbours, inverse, confidence, (top, bottom, left, right), wanted, step=step, iterations=plane_iterations
+        )
+    valid = (confidence > min_ncc) & wanted & (inverse > 0)
     depth = torch.zeros(ref.height, ref.width, device=device)
     conf = torch.zeros(ref.height, ref.width, device=device)
     depth[top:bottom, left:right] = torch.where(valid, 1.0 / inverse.clamp_min(1e-9), 0.0)
