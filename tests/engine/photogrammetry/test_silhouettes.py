@@ -46,7 +46,7 @@ def test_hull_points_sit_on_the_sphere_to_a_fraction_of_a_pixel(monkeypatch):
     cloud, added = hull_fill(_empty(), silhouettes, BOUNDS)
     camera = silhouettes[0][0]
     pixel = np.linalg.norm(camera.center) / camera.K[0, 0]  # footprint of a pixel at the sphere's centre
-    assert added == {"hull": len(cloud.points), "pocket": 0} and len(cloud.points) > 1000
+    assert added == {"hull": len(cloud.points), "pocket": 0, "yielded": 0} and len(cloud.points) > 1000
     error = np.linalg.norm(cloud.points, axis=1) - RADIUS
     # Marching cubes alone leaves the points up to half a voxel off the masks' 0.5 crossing (here biased inward by
     # about a tenth of a pixel); on the crossing they are unbiased to a few hundredths.
@@ -116,3 +116,37 @@ def test_weakly_confirmed_stereo_points_join_only_where_they_show_a_pocket_the_h
     # Beside a better-confirmed point, a weak one adds nothing.
     _, beside = hull_fill(floor, silhouettes, BOUNDS, floor)
     assert beside["pocket"] == 0
+
+
+def test_barely_confirmed_stereo_points_on_the_hulls_surface_yield_to_it(monkeypatch):
+    monkeypatch.setattr(hull_module, "HULL_RESOLUTION", 64)  # voxels of 0.019
+    silhouettes = _sphere_silhouettes()
+    camera = silhouettes[0][0]
+    # View 0's points a fifth of a voxel under the sphere's surface.
+    rows, cols = np.mgrid[40:56:0.5, 40:56:0.5]
+    rays = camera.pixel_rays(np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1))
+    along = rays @ camera.center
+    radius = RADIUS - 0.004
+    hits = camera.center + rays * (-along - np.sqrt(along**2 - camera.center @ camera.center + radius**2))[:, None]
+    on_skin = PointCloud(hits, np.zeros_like(hits), -rays, np.zeros(len(hits), dtype=int))
+    deep = _seen_behind_the_near_side(camera, *np.mgrid[20:30:0.5, 20:30:0.5], depth_inside=0.3)  # a concavity
+    cloud = PointCloud(*(np.concatenate([getattr(c, k) for c in (on_skin, deep)])
+                         for k in ("points", "colors", "normals", "view_index")))
+    barely = np.ones(len(cloud.points), dtype=bool)
+
+    filled, counts = hull_fill(cloud, silhouettes, BOUNDS, barely=barely)
+
+    # Nearness is measured to the hull's points, about a voxel apart, so a point or two between them may stay.
+    assert counts["yielded"] > 0.99 * len(on_skin.points)
+    left = cKDTree(on_skin.points).query(filled.points[filled.view_index == 0])[0] < 1e-12
+    assert left.sum() == len(on_skin.points) - counts["yielded"]
+    assert cKDTree(filled.points).query(deep.points)[0].max() < 1e-12  # the concavity's points stay
+    uv_hull, z_hull = camera.project(filled.points[filled.view_index == -1])
+    over_skin = ((uv_hull >= 42) & (uv_hull < 54)).all(axis=1) & (z_hull < np.linalg.norm(camera.center))
+    assert over_skin.sum() > 20  # the hull's own points took their place
+
+    # Points confirmed by more neighbours than needed keep their place, and the hull there is left out.
+    kept, counts = hull_fill(cloud, silhouettes, BOUNDS, barely=np.zeros(len(cloud.points), dtype=bool))
+    assert counts["yielded"] == 0
+    uv_hull, z_hull = camera.project(kept.points[kept.view_index == -1])
+    assert not (((uv_hull >= 42) & (uv_hull < 54)).all(axis=1) & (z_hull < np.linalg.norm(camera.center))).any()

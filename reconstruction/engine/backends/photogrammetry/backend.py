@@ -21,7 +21,7 @@ from reconstruction.engine.texturing import bake, write_glb
 
 from .calibration import calibrate, check, staged
 from .config import PhotogrammetryParams
-from .fusion import fuse, split_by_confirmation, with_normals
+from .fusion import barely_confirmed, fuse, split_by_confirmation, with_normals
 from .meshing import poisson_mesh
 from .mvs import MIN_POINTS_FOR_RANGE, DepthMap, StereoImage, depth_ranges, estimate_depth, select_neighbours
 from .silhouettes import hull_fill
@@ -130,9 +130,11 @@ class PhotogrammetryBackend:
         check(cancel, "before meshing")
         if hull_filled:
             soft = [(v.camera, v.silhouette) for v in stereo_views]
-            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points), weak)  # type: ignore[arg-type]
+            barely = barely_confirmed(cloud, neighbours, config.min_consistent_views)
+            cloud, added = hull_fill(cloud, soft, _object_bounds(cloud.points, points), weak, barely)  # type: ignore[arg-type]
             metrics["silhouette_fill_points"] = added["hull"]
             metrics["pocket_points"] = added["pocket"]
+            metrics["stereo_points_yielded_to_hull"] = added["yielded"]
         mesh, mesh_report = poisson_mesh(
             cloud, depth=config.poisson_depth, density_trim_quantile=config.density_trim_quantile,
             min_component_share=config.min_component_share, max_triangles=config.max_triangles, silhouettes=silhouettes or None,

@@ -113,10 +113,19 @@ def split_by_confirmation(
     cloud: PointCloud, neighbours: list[list[int]], min_views: int
 ) -> tuple[PointCloud, PointCloud]:
     """(the points confirmed by `min_views` neighbours, as fuse keeps them, the rest) of a cloud fused with fewer."""
+    confirmed = cloud.confirmations >= _needed(cloud, neighbours, min_views)  # type: ignore[operator]
+    return cloud.subset(confirmed), cloud.subset(~confirmed)
+
+
+def barely_confirmed(cloud: PointCloud, neighbours: list[list[int]], min_views: int) -> np.ndarray:
+    """Which points of a fused cloud had no more confirmations than they needed (the least certain of those kept)."""
+    return cloud.confirmations <= _needed(cloud, neighbours, min_views)  # type: ignore[operator,return-value]
+
+
+def _needed(cloud: PointCloud, neighbours: list[list[int]], min_views: int) -> np.ndarray:
     assert cloud.confirmations is not None  # fuse() always counts them
     counts = np.array([len(n) for n in neighbours])[cloud.view_index]
-    confirmed = cloud.confirmations >= needed_confirmations(min_views, counts)
-    return cloud.subset(confirmed), cloud.subset(~confirmed)
+    return needed_confirmations(min_views, counts)  # type: ignore[return-value]
 
 
 def fuse(
