@@ -34,7 +34,7 @@ class PhotogrammetryParams:
     patch_size: int = field(default=7, metadata={"minimum": 3, "maximum": 15})
     # Iterations of slanted-plane (PatchMatch-style) refinement of each depth map after the fronto-parallel sweep
     # (planes.py); 0 turns it off. Known cameras, rocker arm F@0.25/0.5/1%: 0.777/0.845/0.907 without, 0.847/0.905/
-    # 0.949 at 3, 0.876/0.934/0.965 at 6 (86 -> 134 -> 155 s).
+    # 0.949 at 3, 0.876/0.934/0.965 at 6 (86 -> 134 -> 155 s; measured before marginal points yielded to the hull).
     plane_iterations: int = field(default=6, metadata={"minimum": 0, "maximum": 20})
     min_ncc: float = field(default=0.3, metadata={"minimum": -1.0, "maximum": 1.0})
     min_consistent_views: int = field(default=2, metadata={"minimum": 1, "maximum": 12})

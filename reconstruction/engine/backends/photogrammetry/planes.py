@@ -27,8 +27,8 @@ PATCH_SAMPLES = 5
 PATCH_STRIDE = 2
 # Planes seen at more than this angle from the pixel's ray are not tried: their homography degenerates.
 MAX_SLANT_DEG = 80.0
-# Random perturbation per iteration: the normal turns by up to this angle and the inverse depth moves by up to
-# this many sweep steps, both halving with each iteration.
+# Random perturbation per iteration: the normal turns by about this angle (one standard deviation) and the inverse
+# depth moves by up to this many sweep steps, both halving with each iteration.
 PERTURB_NORMAL_DEG = 30.0
 PERTURB_STEPS = 1.0
 # Propagation reads the planes this many pixels away in the four directions, alternating per iteration.
@@ -42,7 +42,6 @@ class PlaneScorer:
 
     def __init__(self, ref: StereoImage, neighbours: list[StereoImage], pixels: torch.Tensor):
         device = ref.gray.device
-        self.ref = ref
         self.neighbours = neighbours
         self.pixels = pixels
         half = (PATCH_SAMPLES // 2) * PATCH_STRIDE
