@@ -38,9 +38,10 @@ CHUNK_SAMPLES = 4_000_000
 
 
 class PlaneScorer:
-    """Aggregated patch NCC of per-pixel planes for the pixels `pixels` (flat indices into the reference image)."""
+    """Aggregated patch NCC of per-pixel planes for the pixels `pixels` (flat indices into the reference image),
+    whose z = 1 camera rays are `rays` (3, P)."""
 
-    def __init__(self, ref: StereoImage, neighbours: list[StereoImage], pixels: torch.Tensor):
+    def __init__(self, ref: StereoImage, neighbours: list[StereoImage], pixels: torch.Tensor, rays: torch.Tensor):
         device = ref.gray.device
         self.neighbours = neighbours
         self.pixels = pixels
@@ -51,7 +52,7 @@ class PlaneScorer:
         k_inv = torch.linalg.inv(ref.K)
         self.offsets = k_inv[:, :2] @ torch.stack([du.reshape(-1), dv.reshape(-1)])  # (3, S)
         self.centre = self.offsets.shape[1] // 2  # the pixel's own sample
-        self.rays = ref.rays()[:, pixels]  # (3, P)
+        self.rays = rays
         windows = F.unfold(ref.gray, PATCH_SAMPLES, dilation=PATCH_STRIDE, padding=half)[0]  # (S, H*W)
         ref_patch = windows[:, pixels].T  # (P, S)
         self.ref_centred = ref_patch - ref_patch.mean(dim=1, keepdim=True)
@@ -155,8 +156,8 @@ def refine_planes(
         return inverse, confidence
     rows, cols = torch.nonzero(active, as_tuple=True)
     pixels = (rows + top) * ref.width + (cols + left)
-    scorer = PlaneScorer(ref, neighbours, pixels)
     rays = ref.rays().reshape(3, ref.height, ref.width)[:, top:bottom, left:right]
+    scorer = PlaneScorer(ref, neighbours, pixels, rays[:, rows, cols])
     depth = torch.where(active, 1.0 / inverse.clamp_min(1e-12), torch.zeros_like(inverse))
     normals = normals_from_depth(depth, rays)[rows, cols]
     current_depth = depth[rows, cols]
@@ -169,6 +170,7 @@ def refine_planes(
     index[rows, cols] = torch.arange(len(rows), device=device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     cos_limit = math.cos(math.radians(MAX_SLANT_DEG))
+    directions = F.normalize(own_rays, dim=1)
     for iteration in range(iterations):
         reach = PROPAGATION_REACH[iteration % len(PROPAGATION_REACH)]
         for dr, dc in ((0, reach), (0, -reach), (reach, 0), (-reach, 0)):
@@ -192,7 +194,7 @@ def refine_planes(
         candidate_normal = F.normalize(normals + turn - (turn * normals).sum(dim=1, keepdim=True) * normals, dim=1)
         shift = (torch.rand(len(rows), generator=generator).to(device) * 2 - 1) * PERTURB_STEPS * step * shrink
         candidate_depth = 1.0 / (1.0 / current_depth + shift).clamp_min(1e-12)
-        slant_ok = -(candidate_normal * F.normalize(own_rays, dim=1)).sum(dim=1) > cos_limit
+        slant_ok = -(candidate_normal * directions).sum(dim=1) > cos_limit
         scores = torch.where(slant_ok, scorer(candidate_depth, candidate_normal), torch.full_like(best, -2.0))
         _keep_better(best, (current_depth, normals), scores, (candidate_depth, candidate_normal))
 
