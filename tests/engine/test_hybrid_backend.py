@@ -19,10 +19,11 @@ from reconstruction.engine.backends.hybrid.known import (
     voxel_centres,
     world_to_index,
 )
-from reconstruction.engine.backends.hybrid.observe import Observation, StereoSettings, observe
+from reconstruction.engine.backends.hybrid.observe import Measured, Observation, StereoSettings, observe
 from reconstruction.engine.backends.hybrid.surface import extract_surface, provenance
 from reconstruction.engine.backends.hybrid.texture import fill_unseen
-from reconstruction.engine.backends.photogrammetry.fusion import oriented_normals
+from reconstruction.engine.backends.photogrammetry.fusion import PointCloud, oriented_normals
+from reconstruction.engine.cameras import Camera
 from reconstruction.engine.capture import Capture
 from reconstruction.engine.errors import Cancelled, InvalidCapture, UnknownModel
 from reconstruction.engine.generative.frame import frame_for, mesh_occupancy
@@ -186,10 +187,10 @@ def test_known_voxels_of_a_cup_seen_from_four_views(cup_capture):
     assert np.any(labels[~solid & ~beyond & (centres[:, 1] > 0.03)] == EMPTY)
 
 
-def observed_surface(folder: Path, surface: trimesh.Trimesh, confirmations: int) -> Observation:
+def observed_surface(folder: Path, surface: trimesh.Trimesh, confirmations: int, neighbours: int = 4) -> Observation:
     settings = StereoSettings(
         max_image_size=96,
-        neighbours=4,
+        neighbours=neighbours,
         hypotheses=32,
         patch=5,
         min_ncc=0.3,
@@ -216,15 +217,26 @@ def test_a_fitted_surface_stands_in_for_stereo(cup_capture):
         assert (depth > 0).sum() > 100 and np.all(mask[depth > 0] >= 0.5)
 
 
-def test_views_within_the_matching_angle_confirm_each_others_surface(sphere_capture):
+def test_stereo_measures_between_views_within_the_matching_angle_and_the_field_fills_the_rest(sphere_capture):
+    """Eight views 45° apart, given a fitted surface 1 cm too far out (as a field swells on few views): stereo
+    measures each view against its neighbours, its confirmed points replace the field's wherever it matched, and
+    the field keeps only what stereo did not measure."""
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.1)
     sphere.apply_translation([0.02, 0.05, -0.01])
-    confirmed = observed_surface(sphere_capture, sphere, 1)
-    assert confirmed.stereo_pairs == 8
-    everything = observed_surface(sphere_capture, sphere, 0)
-    assert len(everything.points) > len(confirmed.points) > 0.5 * len(everything.points)
-    distance, _ = surface_distances(confirmed.points, sphere)
-    assert np.quantile(distance, 0.99) < 0.002
+    swollen = sphere.copy()
+    swollen.vertices = (sphere.vertices - sphere.centroid) * 1.1 + sphere.centroid
+    field_only = observed_surface(sphere_capture, swollen, 1, neighbours=0)
+    measured = observed_surface(sphere_capture, swollen, 1)
+    assert field_only.stereo_pairs == 0 and measured.stereo_pairs == 8
+    everything = observed_surface(sphere_capture, swollen, 0)
+    assert len(everything.points) > len(measured.points) > 0.5 * len(everything.points)
+
+    def on(surface: trimesh.Trimesh, observation: Observation) -> np.ndarray:
+        return surface_distances(observation.points, surface)[0] < 0.004
+
+    assert on(sphere, field_only).mean() < 0.02 and on(swollen, field_only).mean() > 0.98
+    assert on(sphere, measured).mean() > 0.5  # stereo's points, on the true sphere
+    assert 0.05 < on(swollen, measured).mean() < 0.5  # the field's, where stereo measured nothing
 
 
 def test_completion_keeps_every_known_voxel_through_meshing(cup_capture):
@@ -468,3 +480,48 @@ def test_the_object_box_is_the_hulls_not_the_silhouettes(cup_capture):
     assert np.allclose(box[1] - box[0], np.ptp(points, axis=0) + 2 * voxel)
     low, high = silhouette_box(capture.cameras, masks)
     assert np.all(high - low >= box[1] - box[0] - 1e-9)
+
+
+def test_stereo_depth_stands_where_it_measured_and_the_field_keeps_the_rest():
+    """A field point on a pixel stereo measured is dropped when it lies on or in front of stereo's surface (the
+    same surface, placed less sharply, or space stereo saw through) and kept when it lies behind it (hidden from
+    that view) or on a pixel stereo did not measure; the joined depths take stereo's where it has one."""
+    camera = Camera("a.png", 100, 100, np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]]))
+    stereo_depth = np.zeros((100, 100), dtype=np.float32)
+    stereo_depth[:, :50] = 1.0  # stereo measured a wall 1 m away across the left half
+    stereo = Measured(_cloud(np.array([[-0.2, 0.0, 1.0]]), [45 * 100 + 30]), [stereo_depth])
+    field_points = np.array(
+        [
+            [-0.2, 0.0, 0.95],  # in front of the wall: stereo saw through it
+            [-0.2, 0.1, 1.01],  # on the wall, 1% behind stereo's depth: the same surface
+            [-0.2, 0.0, 1.5],  # well behind the wall: hidden from this view
+            [0.2, 0.0, 0.95],  # where stereo measured nothing
+        ]
+    )
+    pixels = [50 * 100 + 28, 59 * 100 + 30, 50 * 100 + 36, 50 * 100 + 71]  # where each projects
+    field_depth = np.zeros((100, 100), dtype=np.float32)
+    field_depth.reshape(-1)[pixels] = field_points[:, 2]
+    field = Measured(_cloud(field_points, pixels), [field_depth])
+
+    overridden = stereo.on_or_in_front([camera], field_points, 0.02)
+    assert overridden.tolist() == [True, True, False, False]
+    joined = stereo.joined(field.without(overridden))
+    assert len(joined.cloud.points) == 3
+    np.testing.assert_allclose(joined.cloud.points[1:], field_points[2:])
+    depth = joined.depths[0].reshape(-1)
+    assert depth[pixels[0]] == 1.0 and depth[pixels[1]] == 1.0  # stereo's depth, not the field's
+    assert depth[pixels[2]] == 1.0  # stereo's too: the field point behind is kept as a point, not as this depth
+    assert depth[pixels[3]] == pytest.approx(0.95)  # the field's, where stereo measured nothing
+    assert field.without(overridden).depths[0].reshape(-1)[pixels[0]] == 0.0
+
+
+def _cloud(points: np.ndarray, pixels: list[int]) -> PointCloud:
+    count = len(points)
+    return PointCloud(
+        points,
+        np.zeros((count, 3)),
+        np.zeros((count, 3)),
+        np.zeros(count, dtype=int),
+        np.array(pixels),
+        np.ones(count, dtype=int),
+    )

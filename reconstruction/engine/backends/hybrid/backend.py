@@ -79,8 +79,9 @@ class HybridParams:
     measurement: str = field(
         default="field",
         metadata={
-            "description": "How the views measure the surface: a signed-distance field fitted to them all (needs 4 "
-            "views; fewer fall back to stereo), or plane-sweep stereo between neighbours within 75°.",
+            "description": "How the views measure the surface: plane-sweep stereo between neighbours within 75°, "
+            "and where it measured nothing a signed-distance field fitted to all the views (needs 4; fewer fall "
+            "back to stereo alone); or stereo alone.",
             "enum": ["field", "stereo"],
         },
     )
@@ -109,8 +110,10 @@ class HybridParams:
     min_ncc: float = field(
         default=0.3, metadata={"description": "Lowest NCC a depth is kept at.", "minimum": -1.0, "maximum": 1.0}
     )
+    # Views 80° apart match only through slanted planes: on Avocado's 4-view pair, 28% of the fronto-parallel
+    # sweep's points lay within 1% of the scan's diagonal, 67–74% after 6 iterations.
     plane_iterations: int = field(
-        default=0,
+        default=6,
         metadata={
             "description": "Iterations of slanted-plane refinement of each depth map (photogrammetry's planes.py).",
             "minimum": 0,
@@ -191,7 +194,7 @@ class HybridBackend:
     """Coarse photogrammetry from few views, completed by the registered diffusion model where no camera saw."""
 
     name = "hybrid"
-    version = "1.3.0"
+    version = "1.4.0"
     capabilities = Capabilities(
         inputs=frozenset({MULTI_VIEW}),
         min_views=2,

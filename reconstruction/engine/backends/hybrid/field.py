@@ -2,10 +2,10 @@
 
 Plane-sweep stereo needs neighbours within about 75° of each other, so 4–6 views around an object give it few or
 no pairs, and it measures almost nothing. A field fitted to all the views' colours and silhouettes at once has no
-such limit. Its depth in each view then stands in for stereo's depth maps, and the same consistency check keeps what
-a second view also sees (observe.py says which views confirm which); the rest is left to the generative model. On
-the bench's 4- and 6-view captures a 128-point field alone scored F@1% +0.03 to +0.06 over the visual hull (spot,
-Avocado), where stereo had added nothing to it.
+such limit. Its depth in each view then stands in for stereo's depth maps wherever stereo measured nothing, and the
+same consistency check keeps what a second view also sees (observe.py says which views confirm which); the rest is
+left to the generative model. On the bench's 4- and 6-view captures a 128-point field alone scored F@1% +0.03 to
++0.06 over the visual hull (spot, Avocado), where fronto-parallel stereo had added nothing to it.
 """
 
 from __future__ import annotations
