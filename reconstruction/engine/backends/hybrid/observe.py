@@ -115,15 +115,12 @@ def observe(
         return Measured.of(cloud, maps)
 
     neighbours = select_neighbours(stereo_cameras, centre, settings.neighbours)
-    fitted_maps = None
-    if surface is not None:
-        scene = raycasting_scene(surface)
-        fitted_maps = [_surface_depth(scene, view, device) for view in views]
     measured = Measured.nothing([(view.height, view.width) for view in stereo])
     if any(neighbours):
-        maps = _stereo_depths(stereo, neighbours, hull_points, settings, device, check, progress)
-        measured = measure(maps, neighbours)
-    if fitted_maps is not None:
+        measured = measure(
+            _stereo_depths(stereo, neighbours, hull_points, settings, device, check, progress), neighbours
+        )
+    if surface is not None:
         # Any other view may confirm a point (the field needs no patch matching), but a view with no other within
         # stereo's matching angle has no view that saw its surface the way it did: with 4 views 90° apart, two
         # views see the same surface only where the visual hull bulges most (on Avocado the field's precision was
@@ -132,8 +129,9 @@ def observe(
         # against 0.538 when every view needed a confirmation).
         close = select_neighbours(stereo_cameras, centre, 1)
         field_neighbours = [[j for j in range(len(stereo)) if j != i] if close[i] else [] for i in range(len(stereo))]
+        scene = raycasting_scene(surface)
         check()
-        fitted = measure(fitted_maps, field_neighbours)
+        fitted = measure([_surface_depth(scene, view, device) for view in views], field_neighbours)
         # Where stereo measured the surface its depth stands, and the field keeps the rest: fitted to every view on
         # a coarse grid, the field swells towards the hull on few views (Avocado, 4 views: 43% of its points within
         # 1% of the scan's diagonal, against 93% of stereo's).
