@@ -85,9 +85,22 @@ class HybridParams:
             "enum": ["field", "stereo"],
         },
     )
+    # A fixed iteration count fits the same field on every run, whatever the load: with a time budget alone
+    # Avocado's field got 1,072 iterations in 51 s idle and 767 beside a second job, and bench runs of one scan
+    # varied by up to 0.066 F@1%; now two runs differ by 0.001 (SheenChair, 4 views: 0.5303 and 0.5309).
+    # 1,000 iterations take 48–60 s on 2 CPU cores.
+    field_iterations: int = field(
+        default=1000,
+        metadata={"description": "Training iterations of the fitted field.", "minimum": 50, "maximum": 100000},
+    )
     field_seconds: float = field(
-        default=60.0,
-        metadata={"description": "Training time of the fitted field, seconds.", "minimum": 5.0, "maximum": 3600.0},
+        default=120.0,
+        metadata={
+            "description": "Most training time of the fitted field, seconds; a slower machine stops there, with "
+            "fewer iterations (the log says so).",
+            "minimum": 5.0,
+            "maximum": 3600.0,
+        },
     )
     # A coarser field generalises better from few views: at 64 rather than 128, F@1% on the hybrid bench rose at
     # 4 and 6 views on all three scans (means 0.523 → 0.538 and 0.691 → 0.708), and iterations come cheaper.
@@ -273,13 +286,18 @@ class HybridBackend:
                 capture,
                 workdir / "field",
                 seconds=config.field_seconds,
+                iterations=config.field_iterations,
                 resolution=config.field_resolution,
                 device=str(device),
                 progress=fitting,
                 cancel=cancel,
             )
             timings["fit"] = time.perf_counter() - started
-            log.append(f"surface fitted by a signed-distance field in {timings['fit']:.0f} s")
+            done = int(field_metrics.get("iterations", config.field_iterations))
+            log.append(
+                f"surface fitted by a signed-distance field in {timings['fit']:.0f} s, {done} iterations"
+                + (f" of {config.field_iterations}: stopped by field_seconds" if done < config.field_iterations else "")
+            )
             started = time.perf_counter()
         elif config.measurement == "field":
             log.append(f"{capture.num_views} views are too few to fit a field: measured by stereo")

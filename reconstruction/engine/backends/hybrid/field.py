@@ -41,13 +41,15 @@ def fitted_surface(
     workdir: Path,
     *,
     seconds: float,
+    iterations: int,
     resolution: int,
     device: str,
     progress: Callable[[float, str], None],
     cancel: CancelFn,
 ) -> tuple[trimesh.Trimesh, dict[str, Any]]:
-    """The sdf backend's surface of `capture` (trained for about `seconds` on a grid of `resolution` points along
-    its longest side) and its metrics; its files stay in workdir. `progress(fraction, message)`."""
+    """The sdf backend's surface of `capture` (trained for `iterations`, or `seconds` where that comes first, on a
+    grid of `resolution` points along its longest side) and its metrics; its files stay in workdir.
+    `progress(fraction, message)`."""
     from reconstruction.engine.backends.sdf.backend import SdfBackend
 
     def report(_stage: str, fraction: float, message: str = "") -> None:
@@ -56,7 +58,13 @@ def fitted_surface(
     result = SdfBackend().run(
         capture,
         workdir,
-        params={**FIT_PARAMS, "time_budget_s": seconds, "resolution": resolution, "device": device},
+        params={
+            **FIT_PARAMS,
+            "iterations": iterations,
+            "time_budget_s": seconds,
+            "resolution": resolution,
+            "device": device,
+        },
         progress=report,
         cancel=cancel,
     )
