@@ -175,9 +175,7 @@ class Measured:
 
     @classmethod
     def nothing(cls, shapes: list[tuple[int, int]]) -> Measured:
-        empty = np.zeros((0, 3))
-        none = np.zeros(0, dtype=int)
-        return cls(PointCloud(empty, empty, empty, none, none, none), [np.zeros(s, dtype=np.float32) for s in shapes])
+        return cls(PointCloud.empty(), [np.zeros(s, dtype=np.float32) for s in shapes])
 
     def without(self, drop: np.ndarray) -> Measured:
         """These measurements less the points where `drop` is true, and their pixels' depths."""

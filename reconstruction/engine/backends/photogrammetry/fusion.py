@@ -24,6 +24,12 @@ class PointCloud:
     # (N,) how many neighbour views confirmed each point; None when not known (not from fuse).
     confirmations: np.ndarray | None = None
 
+    @classmethod
+    def empty(cls) -> PointCloud:
+        """No points, with pixel indices and confirmations (as fuse() returns when no depth is consistent)."""
+        none = np.zeros((0, 3))
+        return cls(none, none, none, np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+
     def subset(self, keep: np.ndarray) -> PointCloud:
         """The points where the boolean `keep` is true, with everything known about them."""
         return PointCloud(
@@ -164,8 +170,7 @@ def fuse(
         all_pixels.append(ids)
         all_confirmations.append(confirmations.cpu().numpy().astype(int))
     if not all_points:
-        empty = np.zeros((0, 3))
-        return PointCloud(empty, empty, empty, np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+        return PointCloud.empty()
     xyz = np.concatenate(all_points).astype(np.float64)
     cloud = PointCloud(
         xyz, np.concatenate(all_colours).astype(np.float64), np.zeros_like(xyz), np.concatenate(all_views),
